@@ -1,0 +1,79 @@
+"""RecBole 1.2.1 on today's stack (Python 3.11, numpy 2, SciPy 1.17, torch >= 2.6), fixed in one place.
+
+Each fix targets the cause measured on this stack and is applied once, on import of
+``recbole_llm``, so that stock RecBole models run through the plugin's runner unchanged.
+The fixes that belong to packaging (pins) are listed here too, so this file is the one record:
+
+- ``pandas<3``: pandas 3 silently breaks ``fillna(inplace=True)`` and ``Series.agg(len)`` in
+  RecBole's dataset code (pinned in pyproject.toml).
+- ``setuptools<81``: ``recbole.quick_start`` imports ``ray.tune`` and ray 2.6.3 imports
+  ``pkg_resources``, which setuptools 81 removed (pinned in pyproject.toml).
+- torch is pinned by the README's set-up, because ``recbole`` asks for ``torch>=1.10`` and an
+  unpinned install pulls a multi-GB CUDA build onto a CPU machine.
+- ray 2.6.3 has no wheel above Python 3.11, so the package requires Python 3.11.
+
+Two further fixes live where they act: ``config.Config`` reads command-line overrides only from
+the runner (RecBole's Config reads all of ``sys.argv``, pytest's flags included) and starts
+torch.distributed with gloo on CPU (RecBole hard-codes NCCL); ``utils.create_dataset`` checks the
+dataset's files before RecBole would try to download them.
+"""
+
+import functools
+import types
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+_applied = False
+
+
+def _restore_numpy_aliases():
+    # Config.compatibility_settings reads np.float_, np.complex_ and np.unicode_, and ray.tune (imported by
+    # recbole.quick_start) reads np.bool8; numpy 2 removed all four.
+    aliases = (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_), ("bool8", np.bool_))
+    for alias, target in aliases:
+        if alias not in np.__dict__:
+            setattr(np, alias, target)
+
+
+def _restore_dok_update():
+    # LightGCN, NGCF, NCL, GCMC, SpectralCF, KGIN and MCCLK fill their adjacency with
+    # dok_matrix._update(dict), removed in SciPy 1.17; it was a bulk dict update without checks.
+    if not hasattr(sp.dok_matrix, "_update"):
+        sp.dok_matrix._update = lambda self, data: self._dict.update(data)
+
+
+class _TrustedCheckpointTorch(types.ModuleType):
+    """The torch module as RecBole's trainer sees it, with ``torch.load`` reading full pickles.
+
+    torch >= 2.6 loads with ``weights_only=True`` by default, which cannot read RecBole's
+    checkpoints: they pickle the Config and numpy state beside the weights. RecBole's trainer only
+    loads checkpoints that RecBole itself wrote, so inside that module the old default is restored,
+    and nowhere else.
+    """
+
+    def __init__(self):
+        super().__init__("torch")
+        self.load = functools.partial(torch.load, weights_only=False)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+def _trust_recbole_checkpoints():
+    import recbole.trainer.trainer as recbole_trainer
+
+    if not isinstance(recbole_trainer.torch, _TrustedCheckpointTorch):
+        recbole_trainer.torch = _TrustedCheckpointTorch()
+
+
+def apply():
+    """Apply every runtime fix once; safe to call again."""
+    global _applied
+    if _applied:
+        return
+    _restore_numpy_aliases()
+    _restore_dok_update()
+    _trust_recbole_checkpoints()
+    _applied = True

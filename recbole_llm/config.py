@@ -1,0 +1,116 @@
+"""RecBole's Config, extended with the plugin's property files, model names and two fixes."""
+
+import os
+from pathlib import Path
+
+import torch
+from recbole.config import Config as RecBoleConfig
+
+from recbole.utils import ModelType
+
+from recbole_llm.data.item_text import check_item_text_fields
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.utils import check_dataset_files, get_model
+
+PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config, plus the plugin's own defaults.
+
+    Precedence stays RecBole's: command line > ``config_dict`` > ``config_file_list`` > plugin
+    property files > RecBole's property files. The plugin's files are
+    ``properties/overall.yaml`` (keys every plugin model shares, e.g. ``llm_path``),
+    ``properties/model/<Model>.yaml`` and ``properties/dataset/<dataset>.yaml``.
+
+    Differences from RecBole's Config, all deliberate:
+
+    - Command-line overrides come only from ``cmd_args`` (the runner passes its unparsed
+      ``--key=value`` arguments). RecBole's Config reads all of ``sys.argv``, so any program that
+      builds a Config (pytest, a notebook, a benchmark script) would have its own flags taken as
+      config entries.
+    - Multi-process training uses gloo when the device is the CPU; RecBole hard-codes NCCL.
+    - Sequential models with ``loss_type: CE`` default to no negative sampling. RecBole 1.2.1's
+      overall.yaml samples one negative for every model and then rejects every CE sequential model
+      (SASRec, GRU4Rec, BERT4Rec, ...) unless the user turns sampling off by hand.
+    - The dataset's files (and item text columns, for models that read them) are checked here, so a
+      wrong ``data_path`` is reported before anything is logged or loaded.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = list(cmd_args or [])
+        super().__init__(model, dataset, config_file_list, config_dict)
+        check_dataset_files(self)
+        if getattr(self.model_class, "uses_item_text", False):
+            check_item_text_fields(self)
+
+    def _load_cmd_line(self):
+        cmd_config_dict = {}
+        for arg in self._cmd_args:
+            name, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+            if not name or not sep:
+                raise ConfigValueError(
+                    f"Command-line argument '{arg}' is not of the form --key=value. "
+                    "Fix: write config overrides as --key=value, e.g. --learning_rate=0.001."
+                )
+            if name in cmd_config_dict and cmd_config_dict[name] != value:
+                raise ConfigValueError(
+                    f"--{name} is given twice with different values ({cmd_config_dict[name]} and {value}). "
+                    "Fix: keep one."
+                )
+            cmd_config_dict[name] = value
+        return self._convert_config_dict(cmd_config_dict)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None and "model" not in self.external_config_dict:
+            raise ConfigValueError("No model given. Fix: pass --model=<name>, e.g. --model=GLTA or --model=LightGCN.")
+        if dataset is None and "dataset" not in self.external_config_dict:
+            raise ConfigValueError("No dataset given. Fix: pass --dataset=<name>, e.g. --dataset=ml-100k.")
+        model = self.external_config_dict["model"] if model is None else model
+        dataset = self.external_config_dict["dataset"] if dataset is None else dataset
+        model_class = get_model(model) if isinstance(model, str) else model
+        return model_class.__name__, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in (
+            PROPERTIES_DIR / "overall.yaml",
+            PROPERTIES_DIR / "model" / f"{model}.yaml",
+            PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
+        ):
+            if path.is_file():
+                loaded = self._update_internal_config_dict(str(path)) or {}
+                if path.parent.name == "dataset":
+                    self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self):
+        cfg = self.final_config_dict
+        if (
+            cfg.get("loss_type") == "CE"
+            and cfg["MODEL_TYPE"] == ModelType.SEQUENTIAL
+            and "train_neg_sample_args" not in self.external_config_dict
+        ):
+            cfg["train_neg_sample_args"] = None
+        super()._set_default_parameters()
+
+    def _init_device(self):
+        distributed = "local_rank" in self.final_config_dict
+        use_cuda = torch.cuda.is_available() and str(self.final_config_dict["gpu_id"]).strip() not in ("", "-1")
+        if not distributed or use_cuda:
+            super()._init_device()
+            return
+        # RecBole's own branch would call init_process_group(backend="nccl"), which has no CPU path.
+        cfg = self.final_config_dict
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        torch.distributed.init_process_group(
+            backend="gloo",
+            rank=cfg["local_rank"] + cfg["offset"],
+            world_size=cfg["world_size"],
+            init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+        )
+        cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False

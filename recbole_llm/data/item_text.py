@@ -1,0 +1,93 @@
+"""Item descriptions: the ``.item`` file's text fields as one string per internal item id.
+
+The text is read from the atomic ``.item`` file itself rather than from RecBole's loaded item
+features, for two reasons: stock models then load exactly what stock RecBole loads (the text
+columns never enter their data), and titles keep their spelling (RecBole would split a
+``token_seq`` title into remapped word tokens).
+
+Config keys (set per dataset in ``properties/dataset/<dataset>.yaml``):
+
+- ``item_text_fields``: the ``.item`` columns that describe an item, e.g. ``[movie_title, genre]``.
+- ``item_text_template``: optional ``str.format`` template over those fields, e.g.
+  ``"{movie_title}, genres: {genre}"``; without one the fields are joined as ``field: value; ...``.
+
+Underscores are read as spaces: the shared datasets join multi-word categories with ``_``.
+"""
+
+import csv
+import string
+from pathlib import Path
+
+from recbole_llm.errors import ConfigValueError, MissingTextFieldError
+
+
+def _item_file(config):
+    return Path(config["data_path"]) / f"{config['dataset']}.item"
+
+
+def _read_header(path, separator):
+    with open(path, encoding="utf-8") as f:
+        return [cell.split(":")[0] for cell in f.readline().rstrip("\n").split(separator)]
+
+
+def check_item_text_fields(config):
+    """Raise a clear error unless every ``item_text_fields`` column is in the ``.item`` file."""
+    fields = config["item_text_fields"]
+    if not fields:
+        raise ConfigValueError(
+            f"Model {config['model']} reads item descriptions, but item_text_fields is not set for "
+            f"dataset '{config['dataset']}'. Fix: set item_text_fields (the .item columns that describe "
+            "an item) in your dataset property file, e.g. item_text_fields: [title, categories]."
+        )
+    path = _item_file(config)
+    if not path.is_file():
+        raise MissingTextFieldError(
+            f"Model {config['model']} reads item descriptions from {path.resolve()}, which does not exist. "
+            "Fix: add a .item file with the text columns, or choose a model that needs no item text."
+        )
+    columns = _read_header(path, config["field_separator"])
+    missing = [f for f in fields if f not in columns]
+    if missing:
+        raise MissingTextFieldError(
+            f"item_text_fields names {missing}, but {path.name} has only the columns {columns}. "
+            f"Fix: set item_text_fields to columns of {path.name}, e.g. --item_text_fields=\"{columns[1:3]}\"."
+        )
+    template = config["item_text_template"]
+    if template:
+        unknown = {name for _, name, _, _ in string.Formatter().parse(template) if name} - set(fields)
+        if unknown:
+            raise ConfigValueError(
+                f"item_text_template {template!r} uses {sorted(unknown)}, which are not in item_text_fields "
+                f"{list(fields)}. Fix: add them to item_text_fields or remove them from the template."
+            )
+    return columns
+
+
+def item_descriptions(dataset):
+    """One description per internal item id of ``dataset`` (index 0, RecBole's padding id, is ``""``).
+
+    Items the ``.item`` file does not list get ``""``; rows for items the dataset filtered out are
+    skipped.
+    """
+    config = dataset.config
+    columns = check_item_text_fields(config)
+    fields = config["item_text_fields"]
+    template = config["item_text_template"]
+    token2id = dataset.field2token_id[dataset.iid_field]
+    id_column = columns.index(dataset.iid_field)
+    wanted = [columns.index(f) for f in fields]
+
+    descriptions = [""] * dataset.item_num
+    with open(_item_file(config), encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter=config["field_separator"], quoting=csv.QUOTE_NONE)
+        next(rows)
+        for row in rows:
+            item_id = token2id.get(row[id_column])
+            if item_id is None:
+                continue
+            values = {field: row[i].replace("_", " ").strip() if i < len(row) else "" for field, i in zip(fields, wanted)}
+            if template:
+                descriptions[item_id] = template.format(**values)
+            else:
+                descriptions[item_id] = "; ".join(f"{k}: {v}" for k, v in values.items() if v)
+    return descriptions

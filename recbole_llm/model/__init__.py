@@ -1,0 +1,1 @@
+"""Plugin models, one module per model: ``recbole_llm/model/<name>.py`` defines class ``<Name>``."""

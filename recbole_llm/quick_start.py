@@ -1,0 +1,103 @@
+"""config -> dataset -> split -> model -> trainer -> fit/evaluate, for plugin and stock models alike."""
+
+import logging
+from logging import getLogger
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from recbole.data import data_preparation
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_llm.config import Config
+from recbole_llm.utils import create_dataset, get_model, get_trainer
+
+
+def _fit_and_test(config, saved, verbose=True):
+    """The pipeline every entry point shares; returns RecBole's result dict."""
+    logger = getLogger()
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if verbose:
+        logger.info(dataset)
+        logger.info(model)
+    show_progress = verbose and config["show_progress"]
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress)
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None, queue=None):
+    """Train and test one model on one dataset in this process (or as one rank of a process group).
+
+    Args:
+        model (str or class): a plugin or stock RecBole model name (or class).
+        dataset (str): dataset name.
+        config_file_list (list of str): YAML property files, later ones winning.
+        config_dict (dict): config entries, above the files.
+        saved (bool): save the best checkpoint and reload it for the test evaluation.
+        cmd_args (list of str): ``--key=value`` overrides, above everything else.
+        queue: where rank 0 of a multi-process run puts the result.
+
+    Returns:
+        dict: ``model``, ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
+        ``test_result``, ``saved_model_file``.
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    getLogger().info(config)
+    result = _fit_and_test(config, saved)
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, cmd_args, queue):
+    run_recbole_llm(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved, cmd_args, queue)
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, nproc=1, world_size=-1,
+        ip="localhost", port="5678", group_offset=0, cmd_args=None):
+    """Run one process, or ``nproc`` processes on this machine as part of a group of ``world_size``.
+
+    The arguments mirror ``recbole.quick_start.run``. In a multi-process run the config is built once
+    in the parent first, so a bad model name, dataset or config value is reported before any process
+    starts; rank 0's result is returned.
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_llm(model, dataset, config_file_list, config_dict, saved, cmd_args)
+
+    Config(model, dataset, config_file_list, config_dict, cmd_args)  # reports bad input before any process starts
+    config_dict = {
+        **(config_dict or {}),
+        "world_size": nproc if world_size == -1 else world_size,
+        "ip": ip,
+        "port": port,
+        "nproc": nproc,
+        "offset": group_offset,
+    }
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, cmd_args, queue), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """The objective for RecBole's ``HyperTuning``: train quietly, return the scores it compares."""
+    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    init_seed(config["seed"], config["reproducibility"])
+    logging.basicConfig(level=logging.ERROR)
+    return _fit_and_test(config, saved, verbose=False)
