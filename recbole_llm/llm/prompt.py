@@ -1,0 +1,165 @@
+"""Soft-token prompts: text and embeddings interleaved in the LM's input space, batched.
+
+GLTA, GAL-Rec and the text-aware baselines all feed the LM prompts that mix template text with
+soft tokens (projected user/item embeddings, learned task and hop tokens) and read its hidden
+states back at chosen slots. A prompt is a list of segments, each a ``str`` or a ``Soft``;
+``PromptBuilder.build`` turns a batch of them into ``inputs_embeds`` plus the indices of every
+named soft segment, and ``hidden_at`` reads the last hidden states there.
+
+Each text segment is tokenized on its own (no special tokens), so whitespace at a segment's edges
+is the caller's: write ``"Item tokens: "`` rather than ``"Item tokens:"`` if the space matters.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from peft import PeftModel
+from torch import Tensor, nn
+
+
+@dataclass
+class Soft:
+    """Soft tokens: ``embeds`` [n, h], already in the LM's input space (gradients flow into them).
+
+    ``name`` makes their positions retrievable from ``PromptBatch.positions``.
+    """
+
+    embeds: Tensor
+    name: str | None = None
+
+    def __post_init__(self):
+        if self.embeds.dim() != 2:
+            raise ValueError(f"Soft embeds must be [n, h]; got shape {tuple(self.embeds.shape)}")
+
+
+@dataclass
+class PromptBatch:
+    """A padded batch of prompts, ready for the backbone.
+
+    ``position_ids`` count real tokens only, so a prompt gets the same positions, hence the same
+    hidden states, whatever padding the batch adds. ``positions[name]`` [B, n] holds the indices
+    into the sequence dimension of the soft tokens named ``name``, in prompt order.
+    """
+
+    inputs_embeds: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    positions: dict[str, Tensor]
+
+
+class PromptBuilder:
+    """Assembles prompts of text and ``Soft`` segments into one padded ``PromptBatch``.
+
+    Text is tokenized once per distinct string (template pieces repeat in every prompt, so token
+    ids are cached for the builder's lifetime), embedded with a single lookup, and gathered with
+    the soft tokens into the batch by one indexing operation. Padding rows are zero vectors; the
+    attention mask hides them.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        input_embeddings: nn.Embedding,
+        padding_side: str = "left",
+        add_bos: bool = True,
+    ):
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        self.tokenizer = tokenizer
+        self.input_embeddings = input_embeddings
+        self.padding_side = padding_side
+        self.prefix_ids = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+        self._token_ids: dict[str, list[int]] = {}
+
+    def _tokenize(self, texts: list[str]) -> None:
+        new = [text for text in texts if text not in self._token_ids]
+        if new:
+            ids = self.tokenizer(new, add_special_tokens=False)["input_ids"]
+            self._token_ids.update(zip(new, ids))
+
+    def build(self, prompts: list[list[str | Soft]]) -> PromptBatch:
+        texts = list(dict.fromkeys(segment for prompt in prompts for segment in prompt if isinstance(segment, str)))
+        self._tokenize(texts)
+
+        # One table of rows to gather from: the prefix, each distinct text's tokens, each soft
+        # segment's embeddings, then a zero row for padding. A prompt becomes a list of row indices.
+        ids, text_offset = list(self.prefix_ids), {}
+        for text in texts:
+            text_offset[text] = len(ids)
+            ids.extend(self._token_ids[text])
+        weight = self.input_embeddings.weight
+        rows = [self.input_embeddings(torch.tensor(ids, dtype=torch.long, device=weight.device))]
+        next_row = len(ids)
+
+        indices, named = [], []
+        for prompt in prompts:
+            index, slots = list(range(len(self.prefix_ids))), {}
+            for segment in prompt:
+                if isinstance(segment, str):
+                    start, length = text_offset[segment], len(self._token_ids[segment])
+                else:
+                    rows.append(segment.embeds.to(device=weight.device, dtype=weight.dtype))
+                    start, length = next_row, len(segment.embeds)
+                    next_row += length
+                    if segment.name is not None:
+                        slots.setdefault(segment.name, []).extend(range(len(index), len(index) + length))
+                index.extend(range(start, start + length))
+            indices.append(index)
+            named.append(slots)
+        rows.append(weight.new_zeros(1, weight.shape[1]))
+        table = torch.cat(rows)
+
+        seq_len = max(len(index) for index in indices)
+        gather = torch.full((len(prompts), seq_len), next_row, dtype=torch.long)
+        offsets = []
+        for b, index in enumerate(indices):
+            offset = seq_len - len(index) if self.padding_side == "left" else 0
+            gather[b, offset : offset + len(index)] = torch.tensor(index, dtype=torch.long)
+            offsets.append(offset)
+        gather = gather.to(weight.device)
+        attention_mask = (gather != next_row).long()
+        return PromptBatch(
+            inputs_embeds=table[gather],
+            attention_mask=attention_mask,
+            position_ids=(attention_mask.cumsum(dim=1) - 1).clamp(min=0),
+            positions=self._positions(named, offsets, weight.device),
+        )
+
+    @staticmethod
+    def _positions(named: list[dict[str, list[int]]], offsets: list[int], device) -> dict[str, Tensor]:
+        positions = {}
+        for name in {name for slots in named for name in slots}:
+            counts = {len(slots.get(name, [])) for slots in named}
+            if len(counts) > 1:
+                raise ValueError(
+                    f"Soft segment {name!r} covers {sorted(counts)} tokens in different prompts of one "
+                    f"batch; every prompt must have the same number so positions form a [B, n] tensor"
+                )
+            positions[name] = torch.tensor(
+                [[offset + i for i in slots[name]] for slots, offset in zip(named, offsets)], device=device
+            )
+        return positions
+
+
+def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
+    """Last-layer hidden states [B, n, h] at the soft tokens named ``name``, from one forward pass.
+
+    Accepts the bare backbone, a CausalLM (its LM head is skipped: only hidden states are needed),
+    an encoder, or any of them wrapped by peft (LoRA layers sit inside the wrapped model).
+    """
+    if name not in batch.positions:
+        raise KeyError(f"No soft segment named {name!r} in this batch; it has {sorted(batch.positions)}")
+    model = backbone.get_base_model() if isinstance(backbone, PeftModel) else backbone
+    model = model.base_model
+    inputs = {"inputs_embeds": batch.inputs_embeds, "attention_mask": batch.attention_mask}
+    # Relative-position encoders (T5) take no position_ids; decoders would build a KV cache otherwise.
+    parameters = inspect.signature(model.forward).parameters
+    if "position_ids" in parameters:
+        inputs["position_ids"] = batch.position_ids
+    if "use_cache" in parameters:
+        inputs["use_cache"] = False
+    hidden = model(**inputs).last_hidden_state
+    positions = batch.positions[name]
+    rows = torch.arange(len(positions), device=positions.device).unsqueeze(1)
+    return hidden[rows, positions]

@@ -1,0 +1,83 @@
+"""Shared test fixtures.
+
+``tiny_llm_path`` builds a tiny randomly initialised Llama and a real byte-level BPE tokenizer in
+code and saves both with ``save_pretrained``, so tests go through the same ``from_pretrained``
+path as a real checkpoint while staying offline and taking well under a second.
+"""
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+# A few hundred words in the register the plugin's prompts use, so common template words become
+# single tokens, as they would with a real tokenizer.
+_CORPUS = """
+Reorder the randomly shuffled descriptions of items in align with item tokens. Select items
+interacted by the user from given items. User token, item tokens, user tags, the user's potential
+interest. Use five tags to summarize the user's taste. Use five words to predict the user's
+interests. A movie about a detective who solves a mystery in a small town at night. A comedy
+about two friends on a road trip across the country in an old car. A drama set in a hospital
+where young doctors learn about life, loss and love. An animated film for children and their
+parents about a brave little fish searching for home in the ocean. A science fiction story of
+astronauts travelling to a distant planet to save the earth from a dying sun. A horror film in
+which a family moves into a haunted house and strange things happen every night. A romance
+between a baker and a musician who meet in a rainy city. A war film about soldiers who must cross
+a river under fire. A documentary on the history of jazz music and its greatest players. A
+thriller about a spy who discovers that her own agency has betrayed her. A fantasy adventure with
+dragons, wizards and a young hero who finds a magic sword. A western about a lonely sheriff who
+defends a town against a gang of outlaws. A musical about dancers in a big theatre who dream of
+fame. A crime story about a bank robbery that goes wrong. Organic green tea, fresh coffee beans,
+dark chocolate, whole wheat bread, olive oil, honey, pasta, rice, beans, apples, bananas and
+oranges. A novel about a girl who grows up on a farm and becomes a famous writer. A book of poems
+about the sea, the wind and the mountains. A cookbook with simple recipes for every day of the
+week. The user liked action, adventure, comedy, drama, thriller and science fiction movies. The
+user bought tea, coffee, chocolate and bread. The user read fantasy novels, poems and history
+books. Graph language token alignment trains large recommendation models. Collaborative semantics
+of language model driven recommendations via graph aware learning. Neighbours of the user, items
+of the neighbours, one hop, two hops, the queue of keys and the momentum encoder.
+"""
+
+SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+
+
+def _build_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level BPE like GPT-2/SmolLM2, adding BOS by default like Llama tokenizers do."""
+    tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([_CORPUS], trainer=trainer)
+    bos = SPECIAL_TOKENS["bos_token"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_path(tmp_path_factory) -> str:
+    """Folder with a tiny random Llama (2 layers, hidden 64) and its tokenizer, saved HF-style."""
+    torch.manual_seed(0)
+    tokenizer = _build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny_llm")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

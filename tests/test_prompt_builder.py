@@ -1,0 +1,138 @@
+"""The soft-token prompt builder: layout, padding, position invariance, gradients, errors."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+from recbole_llm.llm import PromptBuilder, Soft, hidden_at, load_backbone
+
+H = 64
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llm_path):
+    return load_backbone({"llm_path": tiny_llm_path})
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory, tiny_llm_path):
+    """A tiny GPT-2: absolute position embeddings, so unlike Llama's RoPE, which only sees position
+    differences, it shows whether left padding shifts a prompt's positions."""
+    path = tmp_path_factory.mktemp("tiny_gpt2")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_path)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=H, n_layer=2, n_head=4, n_positions=128)
+    GPT2Model(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return load_backbone({"llm_path": str(path)})
+
+
+def _builder(lm, padding_side="left", add_bos=True):
+    model, tokenizer = lm
+    return PromptBuilder(tokenizer, model.get_input_embeddings(), padding_side=padding_side, add_bos=add_bos)
+
+
+def _prompts():
+    """Two prompts of different lengths sharing template text, with named and unnamed soft tokens."""
+    torch.manual_seed(0)
+    return [
+        ["Select items interacted by the user. User token: ", Soft(torch.randn(1, H), "user"),
+         " Item tokens: ", Soft(torch.randn(3, H), "items"), Soft(torch.randn(2, H)), " Answer: ",
+         Soft(torch.randn(2, H), "slot")],
+        ["User token: ", Soft(torch.randn(1, H), "user"), " Item tokens: ", Soft(torch.randn(3, H), "items"),
+         Soft(torch.randn(2, H), "slot")],
+    ]  # fmt: skip
+
+
+def _length(lm, prompt, add_bos=True):
+    tokenizer = lm[1]
+    return int(add_bos) + sum(
+        len(s.embeds) if isinstance(s, Soft) else len(tokenizer(s, add_special_tokens=False).input_ids) for s in prompt
+    )
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_slot_positions_and_mask(llama, padding_side):
+    prompts = _prompts()
+    batch = _builder(llama, padding_side).build(prompts)
+    lengths = [_length(llama, prompt) for prompt in prompts]
+    B, L = len(prompts), max(lengths)
+    assert batch.inputs_embeds.shape == (B, L, H)
+    assert batch.attention_mask.shape == batch.position_ids.shape == (B, L)
+    assert set(batch.positions) == {"user", "items", "slot"}
+    for b, (prompt, length) in enumerate(zip(prompts, lengths)):
+        real = torch.arange(L) >= L - length if padding_side == "left" else torch.arange(L) < length
+        assert torch.equal(batch.attention_mask[b].bool(), real)
+        assert torch.equal(batch.position_ids[b][real], torch.arange(length))
+        assert torch.equal(batch.inputs_embeds[b][~real], torch.zeros(L - length, H))
+        for segment in prompt:
+            if isinstance(segment, Soft) and segment.name is not None:
+                at = batch.positions[segment.name][b]
+                assert torch.equal(batch.inputs_embeds[b, at], segment.embeds)
+                assert real[at].all()
+
+
+def test_repeated_name_concatenates_in_order(llama):
+    a, b = torch.randn(1, H), torch.randn(2, H)
+    batch = _builder(llama).build([[Soft(a, "x"), "the user", Soft(b, "x")]])
+    assert batch.positions["x"].shape == (1, 3)
+    assert torch.equal(batch.inputs_embeds[0, batch.positions["x"][0]], torch.cat([a, b]))
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_prompt_alone_equals_prompt_in_padded_batch(request, architecture, padding_side):
+    lm = request.getfixturevalue(architecture)
+    model = lm[0]
+    builder = _builder(lm, padding_side)
+    prompts = _prompts()
+    with torch.no_grad():
+        batched = hidden_at(model, builder.build(prompts), "slot")
+        for b, prompt in enumerate(prompts):
+            alone = hidden_at(model, builder.build([prompt]), "slot")
+            torch.testing.assert_close(alone[0], batched[b], atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_soft_embeds(llama):
+    user = torch.randn(1, H, requires_grad=True)
+    items = torch.randn(3, H, dtype=torch.float64, requires_grad=True)  # cast to the LM's dtype
+    batch = _builder(llama).build([["User token: ", Soft(user, "user"), " Item tokens: ", Soft(items, "items")]])
+    assert batch.inputs_embeds.dtype == torch.float32
+    hidden_at(llama[0], batch, "items").sum().backward()
+    assert user.grad is not None and user.grad.abs().sum() > 0
+    assert items.grad is not None and items.grad.abs().sum() > 0
+
+
+def test_mismatched_slot_counts_raise(llama):
+    prompts = [["a", Soft(torch.randn(2, H), "slot")], ["b", Soft(torch.randn(3, H), "slot")]]
+    with pytest.raises(ValueError, match="'slot'"):
+        _builder(llama).build(prompts)
+    with pytest.raises(ValueError, match="'slot'"):
+        _builder(llama).build([prompts[0], ["no slot here"]])
+
+
+@pytest.mark.parametrize("add_bos", [True, False])
+def test_text_has_no_special_tokens_but_optional_bos(llama, add_bos):
+    model, tokenizer = llama
+    text, tail = "User token:", " the user liked comedy"
+    # This tokenizer adds BOS by itself, so a builder forgetting add_special_tokens=False shows up.
+    assert tokenizer(text).input_ids[0] == tokenizer.bos_token_id
+    ids = [tokenizer.bos_token_id] * add_bos
+    ids += tokenizer(text, add_special_tokens=False).input_ids + tokenizer(tail, add_special_tokens=False).input_ids
+    batch = _builder(llama, add_bos=add_bos).build([[text, tail]])
+    expected = model.get_input_embeddings()(torch.tensor([ids]))
+    assert torch.equal(batch.inputs_embeds, expected)
+
+
+@pytest.mark.parametrize("lora_r", [0, 2])
+def test_causal_lm_hidden_states_match_bare_backbone(llama, tiny_llm_path, lora_r):
+    causal, _ = load_backbone({"llm_path": tiny_llm_path, "lora_r": lora_r}, causal_lm=True)
+    batch = _builder(llama).build(_prompts())
+    with torch.no_grad():  # LoRA starts as the identity, so the wrapped model must agree too
+        torch.testing.assert_close(hidden_at(causal, batch, "slot"), hidden_at(llama[0], batch, "slot"))
+
+
+def test_unknown_name_raises(llama):
+    batch = _builder(llama).build([["the user", Soft(torch.randn(1, H), "user")]])
+    with pytest.raises(KeyError, match="'item'.*'user'"):
+        hidden_at(llama[0], batch, "item")
