@@ -61,11 +61,19 @@ class _TrustedCheckpointTorch(types.ModuleType):
         return getattr(torch, name)
 
 
-def _trust_recbole_checkpoints():
+def _cpu_aware_ddp(module, device_ids=None, **kwargs):
+    # RecBole's trainer wraps every model as DDP(model, device_ids=[local_rank]); DDP rejects device_ids
+    # for a CPU module, so multi-process training on CPU (gloo) failed before its first step.
+    on_cuda = next(module.parameters()).is_cuda
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids if on_cuda else None, **kwargs)
+
+
+def _patch_recbole_trainer():
     import recbole.trainer.trainer as recbole_trainer
 
     if not isinstance(recbole_trainer.torch, _TrustedCheckpointTorch):
         recbole_trainer.torch = _TrustedCheckpointTorch()
+    recbole_trainer.DistributedDataParallel = _cpu_aware_ddp
 
 
 def apply():
@@ -75,5 +83,5 @@ def apply():
         return
     _restore_numpy_aliases()
     _restore_dok_update()
-    _trust_recbole_checkpoints()
+    _patch_recbole_trainer()
     _applied = True

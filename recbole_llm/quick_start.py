@@ -3,6 +3,7 @@
 import logging
 from logging import getLogger
 
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from recbole.data import data_preparation
@@ -101,3 +102,25 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     init_seed(config["seed"], config["reproducibility"])
     logging.basicConfig(level=logging.ERROR)
     return _fit_and_test(config, saved, verbose=False)
+
+
+def load_data_and_model(model_file):
+    """Rebuild config, data and model from a checkpoint written by a plugin or stock model's trainer.
+
+    RecBole's own ``load_data_and_model`` cannot read its checkpoints on torch >= 2.6 and knows no
+    plugin model.
+
+    Returns:
+        tuple: config, model (best weights, eval mode), dataset, train_data, valid_data, test_data.
+    """
+    # The checkpoint pickles its Config; it is a file the user names, written by a RecBole trainer.
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model.eval(), dataset, train_data, valid_data, test_data

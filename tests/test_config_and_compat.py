@@ -1,0 +1,73 @@
+"""Config's plugin behaviour and the RecBole compatibility fixes."""
+
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import recbole_llm  # noqa: F401  (applies the fixes)
+from recbole_llm.config import Config
+from recbole_llm.errors import ConfigValueError
+
+
+def test_numpy_aliases_recbole_and_ray_read_exist():
+    assert np.float_ is np.float64 and np.complex_ is np.complex128
+    assert np.unicode_ is np.str_ and np.bool8 is np.bool_
+
+
+def test_dok_update_fills_the_matrix():
+    matrix = sp.dok_matrix((3, 3), dtype=np.float32)
+    matrix._update({(0, 1): 1.0, (2, 0): 2.0})
+    assert matrix.toarray().tolist() == [[0, 1, 0], [0, 0, 0], [2, 0, 0]]
+
+
+def test_recbole_trainer_loads_its_own_pickled_checkpoints(tmp_path):
+    import recbole.trainer.trainer as recbole_trainer
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"config": {"nested": np.arange(3)}, "state_dict": {}}, path)
+    with pytest.raises(Exception):
+        torch.load(path)  # torch's own default stays strict everywhere else
+    assert recbole_trainer.torch.load(path)["config"]["nested"].tolist() == [0, 1, 2]
+
+
+def test_sys_argv_is_not_read(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["pytest", "--epochs=7", "-q", "--tb=short"])
+    assert Config("BPR", "ml-100k")["epochs"] != 7
+
+
+def test_cmd_args_override_and_convert():
+    config = Config("BPR", "ml-100k", config_dict={"epochs": 3}, cmd_args=["--epochs=5", "--learning_rate=0.01"])
+    assert config["epochs"] == 5 and config["learning_rate"] == 0.01
+
+
+@pytest.mark.parametrize("bad", [["--epochs"], ["epochs=5"], ["--epochs=1", "--epochs=2"]])
+def test_malformed_cmd_args_are_user_errors(bad):
+    with pytest.raises(ConfigValueError, match="--"):
+        Config("BPR", "ml-100k", cmd_args=bad)
+
+
+def test_plugin_property_files_are_loaded():
+    config = Config("BPR", "ml-100k")
+    assert config["item_text_fields"] == ["movie_title", "class"]
+    assert config["llm_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "item_text_fields" in config.parameters["Dataset"]
+
+
+def test_user_config_file_beats_plugin_defaults(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("llm_dtype: bfloat16\nitem_text_template: '{movie_title}'\n")
+    config = Config("BPR", "ml-100k", config_file_list=[str(path)])
+    assert config["llm_dtype"] == "bfloat16" and config["item_text_template"] == "{movie_title}"
+
+
+def test_ce_sequential_models_default_to_no_negative_sampling():
+    assert Config("SASRec", "ml-100k")["train_neg_sample_args"]["distribution"] == "none"
+    assert Config("BPR", "ml-100k")["train_neg_sample_args"]["distribution"] == "uniform"
+
+
+def test_single_process_config_stays_single():
+    config = Config("BPR", "ml-100k")
+    assert config["single_spec"] and config["device"].type in ("cpu", "cuda")

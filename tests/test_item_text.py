@@ -1,0 +1,80 @@
+"""Item text fields become one description per internal item id."""
+
+from pathlib import Path
+
+import pytest
+from recbole.data import create_dataset
+from recbole.model.general_recommender import BPR
+
+from recbole_llm.config import Config
+from recbole_llm.data.item_text import check_item_text_fields, item_descriptions
+from recbole_llm.errors import ConfigValueError, MissingTextFieldError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+class TextBPR(BPR):
+    """BPR that declares it reads item text, as the plugin's LLM models do."""
+
+    uses_item_text = True
+
+
+def write_dataset(root, item_header="item_id:token\ttitle:token_seq\tcategories:token_seq"):
+    folder = root / "toy"
+    folder.mkdir()
+    (folder / "toy.inter").write_text(
+        "user_id:token\titem_id:token\n" + "".join(f"u{u}\ti{i}\n" for u in range(4) for i in range(3) if (u + i) % 2)
+    )
+    (folder / "toy.item").write_text(
+        f"{item_header}\ni0\tRed Lipstick\tBeauty Makeup\ni1\tBlue Nail_Polish\tBeauty Nail_Care\ni2\t\tBeauty\ni9\tUnused\tNone\n"
+    )
+    return {"data_path": str(root), "item_text_fields": ["title", "categories"]}
+
+
+def test_ml100k_descriptions_align_with_internal_ids():
+    dataset = create_dataset(Config("BPR", "ml-100k"))
+    descriptions = item_descriptions(dataset)
+    assert len(descriptions) == dataset.item_num and descriptions[0] == ""
+    toy_story = dataset.token2id(dataset.iid_field, "1")
+    assert descriptions[toy_story] == "Toy Story, genres: Animation Children's Comedy"
+    assert all(descriptions[1:])
+
+
+def test_fields_without_template_and_underscores(tmp_path):
+    config_dict = write_dataset(tmp_path)
+    dataset = create_dataset(Config("BPR", "toy", config_dict=config_dict))
+    text = {token: item_descriptions(dataset)[dataset.token2id(dataset.iid_field, token)] for token in ("i0", "i1", "i2")}
+    assert text == {
+        "i0": "title: Red Lipstick; categories: Beauty Makeup",
+        "i1": "title: Blue Nail Polish; categories: Beauty Nail Care",
+        "i2": "categories: Beauty",
+    }
+
+
+def test_text_model_with_missing_field_fails_at_config(tmp_path):
+    config_dict = write_dataset(tmp_path, item_header="item_id:token\tname:token_seq\tcategories:token_seq")
+    with pytest.raises(MissingTextFieldError, match=r"\['title'\].*columns \['item_id', 'name', 'categories'\]"):
+        Config(TextBPR, "toy", config_dict=config_dict)
+
+
+def test_text_model_without_text_fields_is_told_which_key(tmp_path):
+    config_dict = {**write_dataset(tmp_path), "item_text_fields": None}
+    with pytest.raises(ConfigValueError, match="item_text_fields"):
+        Config(TextBPR, "toy", config_dict=config_dict)
+
+
+def test_template_naming_unknown_field(tmp_path):
+    config_dict = {**write_dataset(tmp_path), "item_text_template": "{title} by {brand}"}
+    with pytest.raises(ConfigValueError, match="brand"):
+        Config(TextBPR, "toy", config_dict=config_dict)
+
+
+def test_stock_model_ignores_text_fields(tmp_path):
+    config_dict = write_dataset(tmp_path, item_header="item_id:token\tname:token_seq\tcategories:token_seq")
+    Config("BPR", "toy", config_dict=config_dict)  # stock models never read item text
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark datasets not beside the checkout")
+@pytest.mark.parametrize("name", ["ml-1m", "amazon-beauty", "yelp"])
+def test_shared_dataset_property_files_name_real_columns(name):
+    check_item_text_fields(Config(TextBPR, name, config_dict={"data_path": str(SHARED)}))
