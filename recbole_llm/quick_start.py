@@ -1,6 +1,7 @@
 """config -> dataset -> split -> model -> trainer -> fit/evaluate, for plugin and stock models alike."""
 
 import logging
+import time
 from logging import getLogger
 
 import torch
@@ -13,8 +14,28 @@ from recbole_llm.config import Config
 from recbole_llm.utils import create_dataset, get_model, get_trainer
 
 
+def _time_calls(obj, method, seconds):
+    """Append the duration of every call of ``obj.method`` to ``seconds``."""
+    original = getattr(obj, method)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    setattr(obj, method, timed)
+
+
 def _fit_and_test(config, saved, verbose=True):
-    """The pipeline every entry point shares; returns RecBole's result dict."""
+    """The pipeline every entry point shares; returns RecBole's result dict plus costs.
+
+    Beside RecBole's scores the result holds what a comparison of models needs and RecBole's
+    Trainer does not keep: the best epoch, seconds per training epoch and per validation, the
+    test evaluation's seconds and the parameter counts. Multi-stage trainers add
+    ``stage_seconds_per_epoch`` (stage name to list of seconds).
+    """
     logger = getLogger()
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
@@ -25,8 +46,13 @@ def _fit_and_test(config, saved, verbose=True):
         logger.info(dataset)
         logger.info(model)
     show_progress = verbose and config["show_progress"]
+    train_seconds, valid_seconds = [], []
+    _time_calls(trainer, "_train_epoch", train_seconds)
+    _time_calls(trainer, "_valid_epoch", valid_seconds)
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress)
+    test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
+    test_seconds = time.perf_counter() - test_start
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {
@@ -36,6 +62,14 @@ def _fit_and_test(config, saved, verbose=True):
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
+        # RecBole's early stopping counts cur_step evaluations without improvement since the best one.
+        "best_epoch": max(trainer.train_loss_dict, default=-1) - trainer.cur_step * trainer.eval_step,
+        "train_seconds_per_epoch": train_seconds,
+        "valid_seconds_per_epoch": valid_seconds,
+        "test_seconds": test_seconds,
+        "stage_seconds_per_epoch": getattr(trainer, "stage_seconds_per_epoch", None),
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
 
 
@@ -53,7 +87,7 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
 
     Returns:
         dict: ``model``, ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
-        ``test_result``, ``saved_model_file``.
+        ``test_result``, ``saved_model_file``, ``best_epoch`` and the costs (see ``_fit_and_test``).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args)
     init_seed(config["seed"], config["reproducibility"])

@@ -36,6 +36,9 @@ def test_stock_model_trains_and_evaluates(model, quiet):
 
 def test_best_checkpoint_reloads_to_identical_scores(quiet):
     result = run_recbole_llm("LightGCN", "ml-100k", config_dict=quiet, saved=True)
+    assert len(result["train_seconds_per_epoch"]) == 2 and len(result["valid_seconds_per_epoch"]) == 2
+    assert result["best_epoch"] in (0, 1) and result["test_seconds"] > 0
+    assert result["params_trainable"] == result["params_total"] == 64 * (943 + 1682 + 2)
     config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
     reloaded = Trainer(config, model).evaluate(test_data, load_best_model=False)
     assert dict(reloaded) == dict(result["test_result"])

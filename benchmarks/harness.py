@@ -1,0 +1,187 @@
+"""Benchmark harness: train and test rows of models under one protocol, record scores and costs.
+
+A *row* is a model name with optional config overrides, written ``Model`` or
+``Model[key=value,key=value]`` (an ablation, a tuned variant); its label is that string. Each
+(row, seed) runs in a fresh Python process through ``recbole_llm.quick_start.run_recbole_llm``,
+so its peak resident memory is its own and a crash cannot take the harness down. Records go to
+``results/<dataset>.json`` (or another store), rewritten atomically after every run, so a killed
+harness loses at most the run in flight and a rerun skips every finished (row, seed).
+
+Per-dataset tuned hyper-parameters live in ``properties/benchmark/<dataset>/<Model>.yaml`` and are
+added to every run of that model on that dataset (see ``tune.py``, which writes them).
+"""
+
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean, median, stdev
+
+ROOT = Path(__file__).resolve().parent.parent
+TUNED_DIR = ROOT / "properties" / "benchmark"
+_ROW = re.compile(r"^(?P<model>[^\[\]]+?)(?:\[(?P<overrides>.*)\])?$")
+
+
+def parse_row(label):
+    """``"GLTA[use_profile=False,lr=0.01]"`` -> ``("GLTA", ["--use_profile=False", "--lr=0.01"])``."""
+    match = _ROW.match(label.strip())
+    if not match:
+        raise ValueError(f"Row {label!r} is not of the form Model or Model[key=value,...]")
+    overrides = [item.strip() for item in (match["overrides"] or "").split(",") if item.strip()]
+    bad = [item for item in overrides if "=" not in item]
+    if bad:
+        raise ValueError(f"Row {label!r}: overrides {bad} are not key=value")
+    return match["model"].strip(), [f"--{item}" for item in overrides]
+
+
+def run_config_files(protocol, dataset, model):
+    """The protocol file, then the model's tuned file for this dataset if there is one."""
+    files = [str(protocol)]
+    tuned = TUNED_DIR / dataset / f"{model}.yaml"
+    if tuned.is_file():
+        files.append(str(tuned.relative_to(ROOT)))
+    return files
+
+
+def single_run_command(model, dataset, config_files, seed, overrides, data_path):
+    """The runner command that reproduces one (row, seed) on its own."""
+    parts = ["python", "run_recbole_llm.py", f"--model={model}", f"--dataset={dataset}",
+             f"--config_files={' '.join(config_files)}", f"--seed={seed}"]
+    if data_path:
+        parts.append(f"--data_path={data_path}")
+    return shlex.join(parts + overrides)
+
+
+def environment():
+    """Device and library versions, recorded beside every figure."""
+    import numpy
+    import peft
+    import recbole
+    import torch
+    import transformers
+
+    if torch.cuda.is_available():
+        device = f"cuda: {torch.cuda.get_device_name(0)}"
+    else:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.processor() or "unknown")
+        device = f"cpu: {cpu}, {len(os.sched_getaffinity(0))} cores"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "recbole": recbole.__version__,
+                "transformers": transformers.__version__, "peft": peft.__version__, "numpy": numpy.__version__,
+                "recbole_llm_commit": commit}
+    return device, versions
+
+
+def run_child(spec):
+    """Body of the child process: one training run; returns its record."""
+    from recbole_llm.quick_start import run_recbole_llm
+
+    with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as checkpoint_dir:
+        config_dict = {"seed": spec["seed"], "checkpoint_dir": checkpoint_dir, "show_progress": False}
+        if spec["data_path"]:
+            config_dict["data_path"] = spec["data_path"]
+        result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
+                                 config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
+    device, versions = environment()
+    train = result["train_seconds_per_epoch"]
+    stages = result["stage_seconds_per_epoch"]
+    return {
+        "label": spec["label"],
+        "model": spec["model"],
+        "dataset": spec["dataset"],
+        "seed": spec["seed"],
+        "test": {k: float(v) for k, v in result["test_result"].items()},
+        "valid": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
+        "best_epoch": result["best_epoch"],
+        "epochs_trained": len(train),
+        "train_s_per_epoch": median(train) if train else 0.0,
+        "train_s_total": sum(train),
+        "stage_s_per_epoch": {k: median(v) for k, v in stages.items()} if stages else None,
+        "valid_s_per_epoch": median(result["valid_seconds_per_epoch"]) if result["valid_seconds_per_epoch"] else 0.0,
+        "eval_s": result["test_seconds"],
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params_total": result["params_total"],
+        "params_trainable": result["params_trainable"],
+        "device": device,
+        "versions": versions,
+        "config_files": spec["config_files"],
+        "command": spec["command"],
+        "harness_command": spec["harness_command"],
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class RecordStore:
+    """A JSON list of records, one per (label, seed), rewritten atomically after each addition."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.records = json.loads(self.path.read_text()) if self.path.is_file() else []
+
+    def has(self, label, seed):
+        return any(r["label"] == label and r["seed"] == seed for r in self.records)
+
+    def add(self, record):
+        self.records = [r for r in self.records if not (r["label"] == record["label"] and r["seed"] == record["seed"])]
+        self.records.append(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as f:
+            json.dump(self.records, f, indent=1)
+        os.replace(f.name, self.path)
+
+
+def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
+             progress=print):
+    """Run every (row, seed) not yet in ``store``, each in its own process; returns the store."""
+    todo = [(row, seed) for row in rows for seed in seeds]
+    log_dir = Path(log_dir or ROOT / "log" / "benchmarks" / dataset)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for index, (row, seed) in enumerate(todo, 1):
+        tag = f"[{index}/{len(todo)}] {row} seed={seed}"
+        if store.has(row, seed):
+            progress(f"{tag}: done earlier, skipped")
+            continue
+        model, overrides = parse_row(row)
+        config_files = run_config_files(protocol, dataset, model)
+        spec = {"label": row, "model": model, "dataset": dataset, "seed": seed, "overrides": overrides,
+                "config_files": config_files, "data_path": data_path,
+                "command": single_run_command(model, dataset, config_files, seed, overrides, data_path),
+                "harness_command": harness_command}
+        safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", row)
+        log_path = log_dir / f"{safe}-{seed}.log"
+        progress(f"{tag}: running (log: {os.path.relpath(log_path)})")
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
+            spec_path.write_text(json.dumps(spec))
+            with open(log_path, "w") as log:
+                done = subprocess.run([sys.executable, __file__, str(spec_path), str(result_path)], cwd=ROOT,
+                                      stdout=log, stderr=subprocess.STDOUT)
+            if done.returncode != 0:
+                raise RuntimeError(f"{tag} failed (exit {done.returncode}); see {log_path}")
+            record = json.loads(result_path.read_text())
+        store.add(record)
+        key = next((k for k in ("ndcg@10", "hit@10") if k in record["test"]), next(iter(record["test"])))
+        progress(f"{tag}: {key}={record['test'][key]:.4f}, best epoch {record['best_epoch']}, "
+                 f"{record['train_s_per_epoch']:.2f} s/epoch, {time.perf_counter() - start:.0f} s")
+    return store
+
+
+if __name__ == "__main__":
+    # Child process: python benchmarks/harness.py SPEC.json RECORD.json
+    sys.path.insert(0, str(ROOT))
+    child_spec = json.loads(Path(sys.argv[1]).read_text())
+    Path(sys.argv[2]).write_text(json.dumps(run_child(child_spec)))

@@ -1,0 +1,128 @@
+"""Turn benchmark records into ``results/<name>.md`` (mean ± std over seeds) and a PNG chart."""
+
+from collections import OrderedDict
+from pathlib import Path
+from statistics import mean, stdev
+
+COST_COLUMNS = [
+    ("best epoch", "best_epoch", "{:.0f}"),
+    ("train s/epoch", "train_s_per_epoch", "{:.2f}"),
+    ("eval s", "eval_s", "{:.2f}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+]
+
+
+def group_by_label(records):
+    """Records grouped by row label, in first-seen order."""
+    groups = OrderedDict()
+    for record in records:
+        groups.setdefault(record["label"], []).append(record)
+    return groups
+
+
+def mean_std(values):
+    return mean(values), (stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(values, fmt, bold=False):
+    m, s = mean_std(values)
+    text = fmt.format(m) + (f" ± {fmt.format(s)}" if len(values) > 1 else "")
+    return f"**{text}**" if bold else text
+
+
+def _params(record):
+    total, trainable = record["params_total"], record["params_trainable"]
+    return f"{total / 1e6:.2f}M" if total == trainable else f"{total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)"
+
+
+def markdown_table(records, metrics=None):
+    """Rows = labels, columns = test metrics (best mean in bold) then costs."""
+    groups = group_by_label(records)
+    metrics = metrics or list(next(iter(groups.values()))[0]["test"])
+    best = {m: max(mean(r["test"][m] for r in rs) for rs in groups.values() if all(m in r["test"] for r in rs))
+            for m in metrics}
+    header = ["model", "seeds"] + metrics + [name for name, _, _ in COST_COLUMNS] + ["params"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, rs in groups.items():
+        cells = [label, str(len(rs))]
+        for m in metrics:
+            values = [r["test"][m] for r in rs if m in r["test"]]
+            cells.append(_cell(values, "{:.4f}", bold=len(groups) > 1 and mean(values) == best[m]) if values else "")
+        cells += [_cell([r[key] for r in rs], fmt) for _, key, fmt in COST_COLUMNS]
+        cells.append(_params(rs[0]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stage_table(records):
+    """Per-stage seconds per epoch for multi-stage models (empty if none)."""
+    rows = [(label, rs) for label, rs in group_by_label(records).items() if rs[0].get("stage_s_per_epoch")]
+    if not rows:
+        return ""
+    stages = list(OrderedDict.fromkeys(s for _, rs in rows for s in rs[0]["stage_s_per_epoch"]))
+    lines = ["| model | " + " | ".join(f"{s} s/epoch" for s in stages) + " |", "|" + "---|" * (len(stages) + 1)]
+    for label, rs in rows:
+        cells = [_cell([r["stage_s_per_epoch"][s] for r in rs if s in r["stage_s_per_epoch"]], "{:.2f}")
+                 if s in rs[0]["stage_s_per_epoch"] else "" for s in stages]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(path, title, records, protocol_text, notes=""):
+    first = records[0]
+    commands = list(OrderedDict.fromkeys(r["harness_command"] for r in records if r.get("harness_command")))
+    devices = sorted({r["device"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    parts = [
+        f"# {title}",
+        "",
+        f"Dataset `{first['dataset']}`, test split, mean ± std over seeds {seeds}; best mean per metric in bold. "
+        "Costs: median training seconds per epoch, seconds of the test evaluation, peak resident memory of "
+        "the run's process. Every run used the same protocol file and evaluator; per-model tuned "
+        "hyper-parameters, where used, are in `properties/benchmark/<dataset>/<Model>.yaml`.",
+        "",
+        markdown_table(records),
+        "",
+    ]
+    stages = stage_table(records)
+    if stages:
+        parts += ["Per-stage training time of multi-stage models:", "", stages, ""]
+    if notes:
+        parts += [notes.strip(), ""]
+    parts += ["## How these figures were made", "", "Regenerate with:", "", "```bash", *commands, "```", "",
+              "One row and seed alone, e.g.:", "", "```bash", first["command"], "```", "",
+              f"Device: {'; '.join(devices)}.  ", "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + ".",
+              "", "Protocol:", "", "```yaml", protocol_text.strip(), "```", ""]
+    Path(path).write_text("\n".join(parts))
+
+
+def write_chart(path, title, records, metric):
+    """Two panels: ``metric`` per model (mean ± std), and ``metric`` against total training time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [(label, rs) for label, rs in group_by_label(records).items() if all(metric in r["test"] for r in rs)]
+    groups.sort(key=lambda g: mean(r["test"][metric] for r in g[1]))
+    labels = [label for label, _ in groups]
+    stats = [mean_std([r["test"][metric] for r in rs]) for _, rs in groups]
+    times = [mean(r["train_s_total"] for r in rs) for _, rs in groups]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * len(groups) + 2.5))
+    left.barh(labels, [m for m, _ in stats], xerr=[s for _, s in stats], color="tab:blue", alpha=0.8)
+    for y, (m, _) in enumerate(stats):
+        left.text(m, y, f" {m:.4f}", va="center", fontsize=8)
+    left.set_xlabel(f"test {metric}")
+    left.set_title(f"{title}: accuracy")
+    right.scatter(times, [m for m, _ in stats], color="tab:orange")
+    for t, (m, _), label in zip(times, stats, labels):
+        right.annotate(label, (t, m), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    right.set_xscale("log")
+    right.set_xlabel("total training seconds (log scale)")
+    right.set_ylabel(f"test {metric}")
+    right.set_title("accuracy against training time")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,87 @@
+"""The benchmark harness: rows, records, resume, atomic store, table and chart."""
+
+import json
+
+import pytest
+
+from benchmarks.harness import RecordStore, parse_row, run_rows
+from benchmarks.report import markdown_table
+from benchmarks.run import main, split_rows
+
+PROTOCOL = """
+eval_args: {split: {RS: [0.8, 0.1, 0.1]}, order: RO, group_by: user, mode: full}
+metrics: [NDCG, Hit]
+topk: [10]
+valid_metric: NDCG@10
+epochs: 2
+"""
+
+
+def test_rows_parse_with_overrides():
+    assert parse_row("BPR") == ("BPR", [])
+    assert parse_row("GLTA[use_profile=False, llm_num_layers=2]") == (
+        "GLTA", ["--use_profile=False", "--llm_num_layers=2"])
+    assert split_rows("Pop,BPR[epochs=1,learning_rate=0.01], EASE") == ["Pop", "BPR[epochs=1,learning_rate=0.01]", "EASE"]
+    with pytest.raises(ValueError, match="key=value"):
+        parse_row("BPR[epochs]")
+
+
+def record(label, seed, ndcg):
+    return {"label": label, "seed": seed, "test": {"ndcg@10": ndcg}, "best_epoch": 3, "train_s_per_epoch": 1.0,
+            "eval_s": 0.5, "peak_rss_mb": 400.0, "params_total": 1000, "params_trainable": 1000}
+
+
+def test_table_marks_best_mean_and_shows_spread():
+    table = markdown_table([record("A", 1, 0.10), record("A", 2, 0.20), record("B", 1, 0.12), record("B", 2, 0.14)])
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | seeds | ndcg@10 | best epoch | train s/epoch")
+    assert "| A | 2 | **0.1500 ± 0.0707** |" in lines[2]
+    assert "| B | 2 | 0.1300 ± 0.0141 |" in lines[3]
+
+
+def test_store_replaces_file_atomically(tmp_path):
+    store = RecordStore(tmp_path / "r.json")
+    store.add(record("A", 1, 0.1))
+    store.add(record("A", 1, 0.2))
+    assert [r["test"]["ndcg@10"] for r in RecordStore(tmp_path / "r.json").records] == [0.2]
+    assert list(tmp_path.iterdir()) == [tmp_path / "r.json"]
+
+
+def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    argv = ["--dataset", "ml-100k", "--models", "Pop,BPR[learning_rate=0.01]", "--protocol", str(protocol),
+            "--seeds", "1,2", "--out", str(tmp_path / "results")]
+    assert main(argv) == 0
+    records = json.loads((tmp_path / "results" / "ml-100k.json").read_text())
+    assert sorted((r["label"], r["seed"]) for r in records) == [("BPR[learning_rate=0.01]", 1), ("BPR[learning_rate=0.01]", 2),
+                                                                 ("Pop", 1), ("Pop", 2)]
+    bpr = next(r for r in records if r["model"] == "BPR")
+    assert set(bpr["test"]) == {"ndcg@10", "hit@10"} and bpr["epochs_trained"] == 2
+    assert bpr["train_s_per_epoch"] > 0 and bpr["eval_s"] > 0 and bpr["peak_rss_mb"] > 100
+    assert bpr["params_trainable"] == 64 * (943 + 1682 + 2) and bpr["device"].startswith(("cpu", "cuda"))
+    assert "--learning_rate=0.01" in bpr["command"] and "--seed=" in bpr["command"]
+    assert {"torch", "recbole", "transformers"} <= set(bpr["versions"])
+    # The seed reshuffles RecBole's random split, so even Pop scores differently per seed.
+    pop = {r["seed"]: r["test"]["ndcg@10"] for r in records if r["model"] == "Pop"}
+    assert pop[1] != pop[2]
+
+    messages = []
+    run_rows(["Pop", "BPR[learning_rate=0.01]"], "ml-100k", str(protocol), [1, 2],
+             RecordStore(tmp_path / "results" / "ml-100k.json"), progress=messages.append)
+    assert all(message.endswith("done earlier, skipped") for message in messages)
+
+    table = (tmp_path / "results" / "ml-100k.md").read_text()
+    assert "| Pop | 2 |" in table and "python benchmarks/run.py" in table and "python run_recbole_llm.py" in table
+    assert (tmp_path / "results" / "ml-100k.png").stat().st_size > 10_000
+
+
+def test_failed_run_leaves_earlier_records_intact(tmp_path):
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    store = RecordStore(tmp_path / "r.json")
+    store.add(record("A", 1, 0.1))
+    with pytest.raises(RuntimeError, match="failed"):
+        run_rows(["NoSuchModel"], "ml-100k", str(protocol), [1], store, log_dir=tmp_path / "logs", progress=lambda m: None)
+    assert [r["label"] for r in RecordStore(tmp_path / "r.json").records] == ["A"]
+    assert "Unknown model" in (tmp_path / "logs" / "NoSuchModel-1.log").read_text()
