@@ -46,7 +46,7 @@ def run_config_files(protocol, dataset, model):
     files = [str(protocol)]
     tuned = TUNED_DIR / dataset / f"{model}.yaml"
     if tuned.is_file():
-        files.append(str(tuned.relative_to(ROOT)))
+        files.append(os.path.relpath(tuned, ROOT))
     return files
 
 

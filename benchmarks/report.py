@@ -35,18 +35,18 @@ def _params(record):
     return f"{total / 1e6:.2f}M" if total == trainable else f"{total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)"
 
 
-def markdown_table(records, metrics=None):
-    """Rows = labels, columns = test metrics (best mean in bold) then costs."""
+def markdown_table(records, metrics=None, split="test"):
+    """Rows = labels, columns = ``split`` ("test" or "valid") metrics (best mean in bold) then costs."""
     groups = group_by_label(records)
-    metrics = metrics or list(next(iter(groups.values()))[0]["test"])
-    best = {m: max(mean(r["test"][m] for r in rs) for rs in groups.values() if all(m in r["test"] for r in rs))
+    metrics = metrics or list(next(iter(groups.values()))[0][split])
+    best = {m: max(mean(r[split][m] for r in rs) for rs in groups.values() if all(m in r[split] for r in rs))
             for m in metrics}
     header = ["model", "seeds"] + metrics + [name for name, _, _ in COST_COLUMNS] + ["params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, rs in groups.items():
         cells = [label, str(len(rs))]
         for m in metrics:
-            values = [r["test"][m] for r in rs if m in r["test"]]
+            values = [r[split][m] for r in rs if m in r[split]]
             cells.append(_cell(values, "{:.4f}", bold=len(groups) > 1 and mean(values) == best[m]) if values else "")
         cells += [_cell([r[key] for r in rs], fmt) for _, key, fmt in COST_COLUMNS]
         cells.append(_params(rs[0]))
@@ -68,7 +68,7 @@ def stage_table(records):
     return "\n".join(lines)
 
 
-def write_markdown(path, title, records, protocol_text, notes=""):
+def write_markdown(path, title, records, protocol_text, notes="", split="test"):
     first = records[0]
     commands = list(OrderedDict.fromkeys(r["harness_command"] for r in records if r.get("harness_command")))
     devices = sorted({r["device"] for r in records})
@@ -76,12 +76,12 @@ def write_markdown(path, title, records, protocol_text, notes=""):
     parts = [
         f"# {title}",
         "",
-        f"Dataset `{first['dataset']}`, test split, mean ± std over seeds {seeds}; best mean per metric in bold. "
+        f"Dataset `{first['dataset']}`, {split} split, mean ± std over seeds {seeds}; best mean per metric in bold. "
         "Costs: median training seconds per epoch, seconds of the test evaluation, peak resident memory of "
         "the run's process. Every run used the same protocol file and evaluator; per-model tuned "
         "hyper-parameters, where used, are in `properties/benchmark/<dataset>/<Model>.yaml`.",
         "",
-        markdown_table(records),
+        markdown_table(records, split=split),
         "",
     ]
     stages = stage_table(records)

@@ -85,3 +85,25 @@ def test_failed_run_leaves_earlier_records_intact(tmp_path):
         run_rows(["NoSuchModel"], "ml-100k", str(protocol), [1], store, log_dir=tmp_path / "logs", progress=lambda m: None)
     assert [r["label"] for r in RecordStore(tmp_path / "r.json").records] == ["A"]
     assert "Unknown model" in (tmp_path / "logs" / "NoSuchModel-1.log").read_text()
+
+
+def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
+    import benchmarks.harness
+    import benchmarks.tune
+    import yaml
+
+    monkeypatch.setattr(benchmarks.harness, "TUNED_DIR", tmp_path / "tuned")
+    monkeypatch.setattr(benchmarks.tune, "TUNED_DIR", tmp_path / "tuned")
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    assert benchmarks.tune.grid_rows("M", {"a": ["1", "2"], "b": ["x"]}) == ["M[a=1,b=x]", "M[a=2,b=x]"]
+
+    out = tmp_path / "tuning"
+    benchmarks.tune.main(["--dataset", "ml-100k", "--model", "EASE", "--protocol", str(protocol),
+                          "--grid", "reg_weight=1.0,2000.0", "--out", str(out)])
+    runs = json.loads((out / "ml-100k.json").read_text())
+    best = max(runs, key=lambda r: r["valid"]["ndcg@10"])
+    tuned = tmp_path / "tuned" / "ml-100k" / "EASE.yaml"
+    assert yaml.safe_load(tuned.read_text()) == {"reg_weight": float(best["label"].split("=")[1].rstrip("]"))}
+    assert "Grid results:" in tuned.read_text() and "| EASE[reg_weight=1.0] |" in (out / "ml-100k.md").read_text()
+    assert benchmarks.harness.run_config_files(str(protocol), "ml-100k", "EASE")[-1].endswith("EASE.yaml")
