@@ -1,0 +1,94 @@
+"""FastLightGCN: RecBole's LightGCN on the plugin's shared graph stage (``recbole_llm.model.graph``).
+
+Reference:
+    Xiangnan He et al. "LightGCN: Simplifying and Powering Graph Convolution Network for
+    Recommendation." in SIGIR 2020.
+"""
+
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_uniform_initialization
+from recbole.model.loss import BPRLoss, EmbLoss
+from recbole.utils import InputType
+
+from recbole_llm.model.graph import build_norm_adj, lightgcn_propagate, split_users_items
+
+
+class FastLightGCN(GeneralRecommender):
+    """LightGCN with the same parameters, initialisation, loss and scores as RecBole's ``LightGCN``.
+
+    Under the same seed and config it starts from the same weights and follows the same training
+    up to float rounding; only the propagation differs: a CSR product with a symmetric backward
+    (see ``graph.py``) instead of a COO product, and the adjacency is built vectorised.
+
+    It is also the graph stage other plugin models reuse: ``forward()`` returns the final
+    (user, item) embeddings of the whole graph.
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+
+        self.latent_dim = config["embedding_size"]
+        self.n_layers = config["n_layers"]
+        self.reg_weight = config["reg_weight"]
+        self.require_pow = config["require_pow"]
+
+        # Same creation order as RecBole's LightGCN, so a seed gives the same initial weights.
+        self.user_embedding = torch.nn.Embedding(num_embeddings=self.n_users, embedding_dim=self.latent_dim)
+        self.item_embedding = torch.nn.Embedding(num_embeddings=self.n_items, embedding_dim=self.latent_dim)
+        self.mf_loss = BPRLoss()
+        self.reg_loss = EmbLoss()
+
+        # Full-sort evaluation reuses one propagation for all users; calculate_loss clears it.
+        self.restore_user_e = None
+        self.restore_item_e = None
+
+        self.norm_adj_matrix = build_norm_adj(dataset, device=self.device)
+
+        self.apply(xavier_uniform_initialization)
+        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    def get_ego_embeddings(self):
+        """Layer-0 embeddings of all nodes, users then items: (n_users + n_items, embedding_size)."""
+        return torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+
+    def forward(self):
+        """Final embeddings of all users and all items: ((n_users, d), (n_items, d))."""
+        all_embeddings = lightgcn_propagate(self.norm_adj_matrix, self.get_ego_embeddings(), self.n_layers)
+        return split_users_items(all_embeddings, self.n_users, self.n_items)
+
+    def calculate_loss(self, interaction):
+        self.restore_user_e, self.restore_item_e = None, None
+
+        user = interaction[self.USER_ID]
+        pos_item = interaction[self.ITEM_ID]
+        neg_item = interaction[self.NEG_ITEM_ID]
+
+        user_all_embeddings, item_all_embeddings = self.forward()
+        u_embeddings = user_all_embeddings[user]
+        pos_scores = torch.mul(u_embeddings, item_all_embeddings[pos_item]).sum(dim=1)
+        neg_scores = torch.mul(u_embeddings, item_all_embeddings[neg_item]).sum(dim=1)
+        mf_loss = self.mf_loss(pos_scores, neg_scores)
+
+        # L2 on the layer-0 embeddings of the batch, as in the paper and in RecBole.
+        reg_loss = self.reg_loss(
+            self.user_embedding(user),
+            self.item_embedding(pos_item),
+            self.item_embedding(neg_item),
+            require_pow=self.require_pow,
+        )
+        return mf_loss + self.reg_weight * reg_loss
+
+    def predict(self, interaction):
+        user_all_embeddings, item_all_embeddings = self.forward()
+        u_embeddings = user_all_embeddings[interaction[self.USER_ID]]
+        i_embeddings = item_all_embeddings[interaction[self.ITEM_ID]]
+        return torch.mul(u_embeddings, i_embeddings).sum(dim=1)
+
+    def full_sort_predict(self, interaction):
+        if self.restore_user_e is None or self.restore_item_e is None:
+            self.restore_user_e, self.restore_item_e = self.forward()
+        u_embeddings = self.restore_user_e[interaction[self.USER_ID]]
+        return torch.matmul(u_embeddings, self.restore_item_e.transpose(0, 1)).view(-1)
