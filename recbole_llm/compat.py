@@ -19,6 +19,7 @@ dataset's files before RecBole would try to download them.
 """
 
 import functools
+import os
 import types
 
 import numpy as np
@@ -68,12 +69,31 @@ def _cpu_aware_ddp(module, device_ids=None, **kwargs):
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids if on_cuda else None, **kwargs)
 
 
+def _atomic(save_checkpoint):
+    # RecBole writes the best checkpoint in place: a run killed mid-write leaves a truncated file
+    # where the last good one was. Write beside it, then rename over it.
+    @functools.wraps(save_checkpoint)
+    def save(self, epoch, verbose=True, **kwargs):
+        target = kwargs.pop("saved_model_file", self.saved_model_file)
+        partial = f"{target}.partial"
+        save_checkpoint(self, epoch, verbose=False, saved_model_file=partial, **kwargs)
+        if os.path.exists(partial):  # ranks other than 0 write nothing
+            os.replace(partial, target)
+            if verbose:
+                self.logger.info(f"Saving current: {target}")
+
+    save.atomic = True
+    return save
+
+
 def _patch_recbole_trainer():
     import recbole.trainer.trainer as recbole_trainer
 
     if not isinstance(recbole_trainer.torch, _TrustedCheckpointTorch):
         recbole_trainer.torch = _TrustedCheckpointTorch()
     recbole_trainer.DistributedDataParallel = _cpu_aware_ddp
+    if not getattr(recbole_trainer.Trainer._save_checkpoint, "atomic", False):
+        recbole_trainer.Trainer._save_checkpoint = _atomic(recbole_trainer.Trainer._save_checkpoint)
 
 
 def apply():

@@ -11,21 +11,7 @@ from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
-from recbole_llm.utils import create_dataset, get_model, get_trainer
-
-
-def _time_calls(obj, method, seconds):
-    """Append the duration of every call of ``obj.method`` to ``seconds``."""
-    original = getattr(obj, method)
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            seconds.append(time.perf_counter() - start)
-
-    setattr(obj, method, timed)
+from recbole_llm.utils import create_dataset, get_model, get_trainer, time_calls
 
 
 def _fit_and_test(config, saved, verbose=True):
@@ -47,8 +33,8 @@ def _fit_and_test(config, saved, verbose=True):
         logger.info(model)
     show_progress = verbose and config["show_progress"]
     train_seconds, valid_seconds = [], []
-    _time_calls(trainer, "_train_epoch", train_seconds)
-    _time_calls(trainer, "_valid_epoch", valid_seconds)
+    time_calls(trainer, "_train_epoch", train_seconds)
+    time_calls(trainer, "_valid_epoch", valid_seconds)
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress)
     test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)

@@ -4,6 +4,7 @@ import difflib
 import importlib
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 import recbole
@@ -105,3 +106,17 @@ def create_dataset(config):
     """The model's own dataset class ``recbole_llm.data.<Model>Dataset`` if the plugin has one, else RecBole's."""
     dataset_class = getattr(importlib.import_module("recbole_llm.data"), f"{config['model']}Dataset", None)
     return dataset_class(config) if dataset_class is not None else create_recbole_dataset(config)
+
+
+def time_calls(obj, method, seconds):
+    """Append the duration of every call of ``obj.method`` to the list ``seconds``."""
+    original = getattr(obj, method)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    setattr(obj, method, timed)
