@@ -11,6 +11,7 @@ is the caller's: write ``"Item tokens: "`` rather than ``"Item tokens:"`` if the
 """
 
 import inspect
+import re
 from dataclasses import dataclass
 
 import torch
@@ -163,3 +164,44 @@ def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
     positions = batch.positions[name]
     rows = torch.arange(len(positions), device=positions.device).unsqueeze(1)
     return hidden[rows, positions]
+
+
+def render_chat(tokenizer, user: str, system: str | None = None) -> str:
+    """One turn in the backbone's chat format, ending where the assistant's answer starts.
+
+    A backbone without a chat template gets plain ``system\nuser\n``.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return f"{system}\n{user}\n" if system else f"{user}\n"
+
+
+class PromptTemplate:
+    """An instruction in the backbone's chat format whose ``{placeholders}`` become text or soft tokens.
+
+    The chat template is rendered once (system + user turn + the assistant's opening, after which
+    models put their output slots, see ``render_chat``); ``fill`` then only substitutes. When the
+    rendered chat text carries its own start token, the builder must not add a BOS: see ``adds_bos``.
+    """
+
+    _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+    def __init__(self, tokenizer, system: str, user: str):
+        rendered = render_chat(tokenizer, user, system)
+        self.adds_bos = tokenizer.bos_token is not None and rendered.startswith(tokenizer.bos_token)
+        self.pieces = self._PLACEHOLDER.split(rendered)
+        self.names = set(self.pieces[1::2])
+
+    def fill(self, **values) -> list[str | Soft]:
+        """Segments with every placeholder replaced: a ``str``, a ``Soft`` or a list of them."""
+        missing = self.names - set(values)
+        if missing:
+            raise KeyError(f"Prompt placeholders without a value: {sorted(missing)}")
+        segments = []
+        for index, piece in enumerate(self.pieces):
+            value = values[piece] if index % 2 else piece
+            for segment in value if isinstance(value, list) else [value]:
+                if not (isinstance(segment, str) and segment == ""):
+                    segments.append(segment)
+        return segments

@@ -1,1 +1,5 @@
 """Trainers of multi-stage plugin models, found by name as ``<Model>Trainer`` (see ``utils.get_trainer``)."""
+
+from recbole_llm.trainer.glta_trainer import GLTATrainer
+
+__all__ = ["GLTATrainer"]

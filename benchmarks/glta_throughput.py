@@ -1,0 +1,86 @@
+"""GLTA's training-step throughput against a plain forward+backward of its backbone, side by side.
+
+    python benchmarks/glta_throughput.py --dataset ml-100k --batch 16 --repeats 7
+
+Both sides process the same number of real tokens per step: GLTA's stage-3 step (prompt building,
+LLM forward, GLLM head, full-softmax loss over all items, backward to the projectors) on a batch of
+users, and the bare backbone run forward and backward on random input embeddings of the same token
+count with no padding (the least work the backbone can do for those tokens). The two are timed
+alternately and the medians compared. Stage 1 is not needed for a throughput figure: the graph
+embeddings keep their random initialisation.
+"""
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from recbole.data import create_dataset, data_preparation  # noqa: E402
+from recbole.utils import init_seed  # noqa: E402
+
+from recbole_llm.config import Config  # noqa: E402
+from recbole_llm.model.glta import GLTA  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--batch", type=int, default=16, help="users per step (GLTA's user_alignment_batch_size)")
+    parser.add_argument("--repeats", type=int, default=7)
+    args, overrides = parser.parse_known_args(argv)  # the rest: --key=value config overrides
+    config_dict = {"data_path": args.data_path} if args.data_path else {}
+    config = Config("GLTA", args.dataset, config_dict=config_dict, cmd_args=overrides)
+    init_seed(config["seed"], True)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = GLTA(config, train._dataset).to(config["device"])
+    model.train()
+    params = model.user_alignment_parameters()
+    users = torch.arange(1, 1 + args.batch, device=config["device"])
+    with torch.no_grad():
+        n_tokens = int(model.user_prompts(users, [model.history[u][: model.max_history] for u in users.tolist()])
+                       .attention_mask.sum())
+    width = model.llm.get_input_embeddings().embedding_dim
+    seq = n_tokens // args.batch
+    plain_inputs = torch.randn(args.batch, seq, width, device=config["device"])
+
+    def glta_step():
+        loss = model.user_alignment_loss({model.USER_ID: users})
+        loss.backward()
+
+    def plain_step():
+        inputs = plain_inputs.clone().requires_grad_(True)
+        model.llm(inputs_embeds=inputs).last_hidden_state.sum().backward()
+
+    glta_seconds, plain_seconds = [], []
+    for repeat in range(args.repeats + 1):
+        for step, seconds in ((glta_step, glta_seconds), (plain_step, plain_seconds)):
+            for p in params:
+                p.grad = None
+            start = time.perf_counter()
+            step()
+            if repeat:  # the first round warms up allocators and caches
+                seconds.append(time.perf_counter() - start)
+
+    glta_tps = n_tokens / statistics.median(glta_seconds)
+    plain_tps = args.batch * seq / statistics.median(plain_seconds)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'})"
+    print(f"command: python benchmarks/glta_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"dataset {args.dataset}, seed {config['seed']}, backbone {config['llm_path']} "
+          f"({config['llm_num_layers'] or 'all'} layers, {config['llm_dtype']}), device {device}, torch {torch.__version__}")
+    print(f"batch {args.batch} users, {n_tokens} real tokens per step (plain: {args.batch} x {seq})")
+    print("| step | median s | tokens/s |")
+    print("|---|---|---|")
+    print(f"| GLTA stage-3 training step | {statistics.median(glta_seconds):.3f} | {glta_tps:.0f} |")
+    print(f"| plain backbone forward+backward | {statistics.median(plain_seconds):.3f} | {plain_tps:.0f} |")
+    print(f"ratio (GLTA / plain tokens per second): {glta_tps / plain_tps:.2f}")
+    return glta_tps / plain_tps
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""User profile tags and predicted interests, generated once by the backbone and cached on disk.
+
+GLTA's optional prompt texts: from the descriptions of a user's training items the language model
+writes ``profile_words`` tags that summarise the user ("profile") or ``prediction_words`` words that
+predict their interests ("prediction"). Generation uses the full backbone (no layer truncation, no
+LoRA), greedy decoding, batched with left padding.
+
+The cache file is keyed by the backbone, the instruction, and a digest of every user's training
+items and their descriptions, so a different dataset, split or seed can never reuse another's
+texts; it is written atomically.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from recbole_llm.llm import load_backbone, render_chat
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = {
+    "profile": "Use {n} tags to summarize the user's preferences. Answer with the tags only, separated by commas.",
+    "prediction": "Use {n} words to predict the user's interests. Answer with the words only, separated by commas.",
+}
+
+
+def _cache_root(config):
+    return Path(config["llm_cache_dir"] or os.environ.get("RECBOLE_LLM_CACHE") or Path.home() / ".cache" / "recbole_llm")
+
+
+def _user_prompt(items, descriptions, instruction):
+    listed = "; ".join(descriptions[i] for i in items)
+    return f"The user interacted with these items: {listed}. {instruction}"
+
+
+def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
+    """One generated text per internal user id (index 0, the padding user, is ``""``)."""
+    n = config["profile_words"] if kind == "profile" else config["prediction_words"]
+    instruction = INSTRUCTIONS[kind].format(n=n)
+    shown = [list(items[: config["user_text_items"]]) for items in history]
+    digest = hashlib.sha256(json.dumps([config["llm_path"], instruction, config["user_text_max_tokens"],
+                                        [[descriptions[i] for i in items] for items in shown]]).encode()).hexdigest()[:16]
+    path = _cache_root(config) / "user_text" / f"{config['dataset']}-{kind}-{digest}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+
+    logger.info("Generating %s text for %d users with %s (cached in %s)", kind, len(history), config["llm_path"], path)
+    generator, tokenizer = load_backbone({"llm_path": config["llm_path"], "llm_cache_dir": config["llm_cache_dir"],
+                                          "llm_dtype": config["llm_dtype"]}, causal_lm=True)
+    tokenizer.padding_side = "left"
+    chats = [render_chat(tokenizer, _user_prompt(items, descriptions, instruction)) if items else None for items in shown]
+    texts = [""] * len(chats)
+    todo = [u for u, chat in enumerate(chats) if chat]
+    with torch.no_grad():
+        for start in range(0, len(todo), batch_size):
+            users = todo[start:start + batch_size]
+            inputs = tokenizer([chats[u] for u in users], return_tensors="pt", padding=True, add_special_tokens=False)
+            output = generator.generate(**inputs, max_new_tokens=config["user_text_max_tokens"], do_sample=False,
+                                        pad_token_id=tokenizer.pad_token_id)
+            new = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            for user, text in zip(users, new):
+                texts[user] = " ".join(text.split())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(texts, f)
+    os.replace(f.name, path)
+    return texts

@@ -1,0 +1,219 @@
+"""GLTA: Graph-Language Token Alignment.
+
+C. Wang, H. Peng, L. Yang, M. Yang, P. Yu, X. Liu, Z. Liu. "Training Large Recommendation Models
+via Graph-Language Token Alignment". WWW 2025 Companion, arXiv 2502.18757.
+
+Users and items of the interaction graph become soft tokens in a frozen LLM's input space; the
+GLLM head turns the LLM's hidden state at an output slot into logits over the whole catalogue, so
+every output is a real item and full ranking is one matrix product. Three stages, run by
+``GLTATrainer`` one after another, each checkpointed and resumable:
+
+1. Graph pretraining: LightGCN with BPR on the training interactions (``FastLightGCN``), or the
+   embeddings of an existing LightGCN checkpoint (``graph_checkpoint``); frozen afterwards.
+2. Item-text alignment: prompts hold m item descriptions in a random order and the m item tokens
+   P_i(E_i) in another; output slot t must name the item whose description stands t-th. Trains the
+   item projector, the output slots and the GLLM head.
+3. User-item alignment: prompts hold the user token P_u(E_u), item tokens of the user's training
+   items, optional profile and predicted-interest text; k held-out training items (resampled every
+   epoch, never valid/test items) are the targets at the k output slots. Trains the user projector,
+   the output slots, the GLLM head and, with ``lora_r > 0``, LoRA adapters.
+
+Inference reads the logits at the first output slot of the stage-3 prompt ("first-logit").
+
+Choices where the paper is silent (each a config key):
+
+- Output slots are learned soft tokens, one per slot position (``output_slots``); the paper only
+  says "output slots".
+- Descriptions are numbered ("1. ...; 2. ...") so that slot t can refer to the t-th one.
+- Item tokens stand side by side, with no text between them.
+- Every loss is a full-softmax cross-entropy over all items at each supervised slot.
+- Stage 3 targets are a random set of k training items; the remaining training items (a random
+  subset of at most ``max_history``) form the history. At inference the history is a fixed random
+  subset of at most ``max_history`` training items per user.
+- The prompts use the backbone's own chat format (SmolLM2: ChatML) with the paper's instructions;
+  the paper's LLaMA-2 ``[INST] <<SYS>>`` wrapper is what a LLaMA-2 chat template renders.
+- ``gllm_head``: ``item_tokens`` (default) initialises the head from P_i(E_i) before stage 2;
+  ``linear`` starts fresh; ``tied`` computes logits against P_i(E_i) at every step.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_llm.data.item_text import item_descriptions
+from recbole_llm.data.user_text import user_texts
+from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
+from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.item_head import GLLMHead
+
+
+class GLTA(GeneralRecommender):
+    # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
+    input_type = InputType.PAIRWISE
+    uses_item_text = True
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.item_alignment_items = config["item_alignment_items"]
+        self.user_alignment_targets = config["user_alignment_targets"]
+        self.max_history = config["max_history"]
+        self.use_profile = config["use_profile"]
+        self.use_prediction = config["use_prediction"]
+        self.lora = (config["lora_r"] or 0) > 0
+
+        # Stage 1: the graph, and its frozen final embeddings once trained.
+        self.graph = FastLightGCN(config, dataset)
+        d = config["embedding_size"]
+        self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
+        self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
+
+        # The language model and what is trained around it.
+        self.llm, self.tokenizer = load_backbone(config)
+        token_size = self.llm.get_input_embeddings().embedding_dim
+        self.item_projector = nn.Linear(d, token_size)
+        self.user_projector = nn.Linear(d, token_size)
+        n_slots = max(self.item_alignment_items, self.user_alignment_targets)
+        self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
+        self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"])
+
+        self.item_template = PromptTemplate(self.tokenizer, config["item_alignment_system"], config["item_alignment_prompt"])
+        self.user_template = PromptTemplate(self.tokenizer, config["user_alignment_system"], config["user_alignment_prompt"])
+        self.prompts = PromptBuilder(self.tokenizer, self.llm.get_input_embeddings(), add_bos=not self.user_template.adds_bos)
+
+        self.descriptions = item_descriptions(dataset)
+        history = dataset.inter_matrix(form="csr").astype(np.float32)
+        self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
+        # Inference history: a fixed random subset per user, the same in every evaluation.
+        rng = np.random.default_rng(config["seed"])
+        self.inference_history = [h if len(h) <= self.max_history else rng.choice(h, self.max_history, replace=False)
+                                  for h in self.history]
+        self.profiles = user_texts(config, dataset, self.history, self.descriptions, "profile") if self.use_profile else None
+        self.predictions = (user_texts(config, dataset, self.history, self.descriptions, "prediction")
+                            if self.use_prediction else None)
+
+    # ----- parameters of each stage -------------------------------------------------------------
+
+    def item_alignment_parameters(self):
+        params = [self.item_projector.weight, self.item_projector.bias, self.output_slots]
+        return params + list(self.gllm_head.parameters())
+
+    def user_alignment_parameters(self):
+        params = [self.user_projector.weight, self.user_projector.bias, self.output_slots]
+        params += list(self.gllm_head.parameters())
+        return params + [p for p in self.llm.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def freeze_graph(self):
+        """End of stage 1: keep LightGCN's final embeddings as fixed inputs of the projectors."""
+        self.graph.eval()
+        users, items = self.graph.forward()
+        self.user_graph_embedding.copy_(users)
+        self.item_graph_embedding.copy_(items)
+        self.graph.requires_grad_(False)
+
+    @torch.no_grad()
+    def init_head_from_item_tokens(self):
+        self.gllm_head.init_from_item_tokens(self.item_tokens(torch.arange(self.n_items, device=self.device)))
+
+    # ----- prompts ------------------------------------------------------------------------------
+
+    def item_tokens(self, items):
+        return self.item_projector(self.item_graph_embedding[items])
+
+    def logits(self, hidden):
+        all_tokens = self.item_tokens(torch.arange(self.n_items, device=hidden.device)) if self.gllm_head.mode == "tied" else None
+        return self.gllm_head(hidden, all_tokens)
+
+    def _slots(self, count):
+        return Soft(self.output_slots[:count], name="out")
+
+    def user_prompts(self, users, histories):
+        """Stage-3 prompts: user token, history item tokens, optional texts, ``user_alignment_targets`` slots."""
+        user_tokens = self.user_projector(self.user_graph_embedding[users])
+        prompts = []
+        for row, (user, history) in enumerate(zip(users.tolist(), histories)):
+            history = torch.as_tensor(history, dtype=torch.long, device=self.device)
+            profile = f" User tags: {self.profiles[user]}" if self.profiles else ""
+            prediction = f" User's potential interest: {self.predictions[user]}" if self.predictions else ""
+            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]), item_tokens=Soft(self.item_tokens(history)),
+                                             profile=profile, prediction=prediction)
+            prompts.append(prompt + [self._slots(self.user_alignment_targets)])
+        return self.prompts.build(prompts)
+
+    def slot_hidden(self, batch):
+        return hidden_at(self.llm, batch, "out")
+
+    # ----- stage losses -------------------------------------------------------------------------
+
+    def item_alignment_loss(self, interaction):
+        """Stage 2: groups of m items; slot t must name the item whose description stands t-th."""
+        m = self.item_alignment_items
+        items = interaction[self.ITEM_ID]
+        items = items[: len(items) // m * m].view(-1, m)  # description order = the (shuffled) batch order
+        prompts = []
+        for group in items:
+            token_order = group[torch.randperm(m, device=group.device)]
+            descriptions = "; ".join(f"{t + 1}. {self.descriptions[i]}" for t, i in enumerate(group.tolist()))
+            prompts.append(self.item_template.fill(descriptions=descriptions, item_tokens=Soft(self.item_tokens(token_order)))
+                           + [self._slots(m)])
+        logits = self.logits(self.slot_hidden(self.prompts.build(prompts)))
+        return F.cross_entropy(logits.reshape(-1, self.n_items), items.reshape(-1))
+
+    def user_alignment_loss(self, interaction):
+        """Stage 3: k training items held out of the prompt are the targets at the k slots."""
+        users = interaction[self.USER_ID]
+        k = self.user_alignment_targets
+        histories, targets = [], torch.full((len(users), k), -100, dtype=torch.long)
+        for row, user in enumerate(users.tolist()):
+            items = self.history[user]
+            order = torch.randperm(len(items)).numpy()
+            # Keep at least one item in the prompt when the user has more than one.
+            n_targets = min(k, max(len(items) - 1, 1))
+            targets[row, :n_targets] = torch.as_tensor(items[order[:n_targets]])
+            histories.append(items[order[n_targets:n_targets + self.max_history]])
+        logits = self.logits(self.slot_hidden(self.user_prompts(users, histories)))
+        return F.cross_entropy(logits.reshape(-1, self.n_items), targets.to(logits.device).reshape(-1), ignore_index=-100)
+
+    def calculate_loss(self, interaction):
+        """The graph stage's BPR loss: what RecBole's plain Trainer would train."""
+        return self.graph.calculate_loss(interaction)
+
+    # ----- scoring ------------------------------------------------------------------------------
+
+    def full_sort_predict(self, interaction):
+        users = interaction[self.USER_ID]
+        batch = self.user_prompts(users, [self.inference_history[u] for u in users.tolist()])
+        return self.logits(self.slot_hidden(batch)[:, 0])
+
+    def predict(self, interaction):
+        scores = self.full_sort_predict(interaction)
+        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
+
+    # ----- what a checkpoint holds ------------------------------------------------------------------
+
+    def _is_frozen_llm_key(self, key):
+        return key.startswith("llm.") and "lora_" not in key
+
+    def state_dict(self, *args, **kwargs):
+        """Everything but the frozen backbone, which is reloaded from ``llm_path`` (LoRA weights stay)."""
+        state = super().state_dict(*args, **kwargs)
+        for key in [k for k in state if self._is_frozen_llm_key(k)]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not self._is_frozen_llm_key(k)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"GLTA checkpoint does not fit: missing {missing}, unexpected {result.unexpected_keys}")
+        return result
+
+    def train(self, mode=True):
+        """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train."""
+        super().train(mode)
+        if not self.lora:
+            self.llm.eval()
+        return self

@@ -1,0 +1,229 @@
+"""GLTA's three stages, each a RecBole training loop, each checkpointed and resumable.
+
+All checkpoints of a run live in ``<checkpoint_dir>/GLTA-<dataset>-<digest>/``, where the digest
+covers every config entry that changes what is trained (not run-only ones such as the device,
+logging or the stage-3 epoch budget). Running the same command again resumes: a finished stage
+is loaded, not retrained; stages 2 and 3 continue from their last completed epoch. Delete the
+folder to start over.
+
+- Stage 1 (graph) trains ``model.graph`` with RecBole's own Trainer on RecBole's pairwise batches,
+  early-stopped on the validation split, unless ``graph_checkpoint`` names a LightGCN checkpoint.
+- Stage 2 (item alignment) and stage 3 (user alignment) run RecBole's ``_train_epoch`` on batches
+  of item or user ids with the model's stage loss; stage 3 goes through RecBole's ``fit``, so
+  validation, early stopping and the best checkpoint are RecBole's.
+
+Only trainable weights and the graph embeddings are saved (``GLTA.state_dict`` leaves the frozen
+backbone out).
+"""
+
+import copy
+import hashlib
+import math
+import os
+import tempfile
+import time
+from logging import getLogger
+from pathlib import Path
+
+import torch
+from recbole.data.interaction import Interaction
+from recbole.trainer import Trainer
+
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.utils import time_calls
+
+STAGES = ("graph", "item_alignment", "user_alignment")
+
+# Entries that change how a run is executed or reported, not what it trains.
+RUN_ONLY_KEYS = {
+    "checkpoint_dir", "show_progress", "state", "device", "gpu_id", "use_gpu", "local_rank", "single_spec",
+    "worker", "log_wandb", "wandb_project", "eval_batch_size", "nproc", "world_size", "ip", "port", "offset",
+    "user_alignment_epochs", "stopping_step", "eval_step", "save_dataset", "save_dataloaders",
+    "dataset_save_path", "dataloaders_save_path", "metrics", "topk", "valid_metric", "valid_metric_bigger",
+    "metric_decimal_place", "reproducibility",
+}
+
+
+def run_digest(config):
+    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in RUN_ONLY_KEYS)
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:12]
+
+
+def atomic_save(obj, path):
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as f:
+        torch.save(obj, f)
+    os.replace(f.name, path)
+
+
+class StageBatches:
+    """Shuffled batches of user or item ids, shaped like the RecBole dataloaders the train loop reads.
+
+    ``group`` keeps batches a multiple of it (stage 2's m items per prompt), dropping the remainder
+    of each epoch's shuffle. Each rank of a multi-process run takes its own share of every batch.
+    """
+
+    shuffle = False  # RecBole's loop would otherwise reach for a DistributedSampler
+
+    def __init__(self, field, ids, batch_size, dataset, seed, group=1, rank=0, world_size=1):
+        self.field, self.ids, self.dataset = field, ids, dataset
+        self.batch_size = batch_size * group
+        self.group, self.seed, self.rank, self.world_size = group, seed, rank, world_size
+        self.epoch = 0
+
+    def __len__(self):
+        return math.ceil(len(self.ids) // self.group * self.group / self.batch_size)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = self.ids[torch.randperm(len(self.ids), generator=generator)]
+        order = order[: len(order) // self.group * self.group]
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size].view(-1, self.group)[self.rank::self.world_size].reshape(-1)
+            if len(batch):
+                yield Interaction({self.field: batch})
+
+
+class GLTATrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.logger = getLogger()
+        self.run_dir = Path(config["checkpoint_dir"]) / f"GLTA-{config['dataset']}-{run_digest(config)}"
+        self.saved_model_file = str(self.run_dir / "GLTA-best.pth")
+        self.stage_seconds_per_epoch = {stage: [] for stage in STAGES}
+        self.stage_loss_per_epoch = {stage: [] for stage in STAGES}
+        self.rank = 0 if config["single_spec"] else config["local_rank"]
+        self.world_size = 1 if config["single_spec"] else config["world_size"]
+
+    def _stage_config(self, **overrides):
+        config = copy.copy(self.config)
+        config.final_config_dict = {**self.config.final_config_dict, **overrides}
+        return config
+
+    def _batches(self, field, ids, batch_size, dataset, group=1):
+        return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size)
+
+    def _is_writer(self):
+        return self.rank == 0
+
+    # ----- stage 1 ------------------------------------------------------------------------------
+
+    def _graph_stage(self, train_data, valid_data, verbose, show_progress):
+        done = self.run_dir / "stage1_graph.pth"
+        if done.is_file():
+            self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
+            self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
+            return
+        graph = self.model.graph
+        if self.config["graph_checkpoint"]:
+            self._load_graph_checkpoint(self.config["graph_checkpoint"])
+        else:
+            graph_trainer = Trainer(self._stage_config(epochs=self.config["graph_epochs"],
+                                                       learning_rate=self.config["graph_learning_rate"]), graph)
+            graph_trainer.saved_model_file = str(self.run_dir / "stage1_graph_best.pth")
+            time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch["graph"])
+            self.logger.info("Stage 1 (graph): LightGCN with BPR on the training interactions")
+            graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
+            self.stage_loss_per_epoch["graph"] = list(graph_trainer.train_loss_dict.values())
+            best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
+            graph.load_state_dict(best["state_dict"])
+        self.model.freeze_graph()
+        if self._is_writer():
+            atomic_save({"stage": "graph", "state_dict": self.model.state_dict()}, done)
+
+    def _load_graph_checkpoint(self, path):
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)["state_dict"]
+            users, items = state["user_embedding.weight"], state["item_embedding.weight"]
+        except (OSError, KeyError, RuntimeError) as error:
+            raise ConfigValueError(
+                f"graph_checkpoint={path!r} is not a LightGCN checkpoint ({type(error).__name__}: {error}). Fix: point it "
+                "at a .pth file saved by RecBole's LightGCN or FastLightGCN on this dataset, or unset it."
+            ) from error
+        graph = self.model.graph
+        if users.shape != graph.user_embedding.weight.shape or items.shape != graph.item_embedding.weight.shape:
+            raise ConfigValueError(
+                f"graph_checkpoint={path!r} holds {tuple(users.shape)} user and {tuple(items.shape)} item embeddings; this "
+                f"dataset and embedding_size need {tuple(graph.user_embedding.weight.shape)} and "
+                f"{tuple(graph.item_embedding.weight.shape)}. Fix: use a checkpoint trained on the same dataset and split."
+            )
+        graph.user_embedding.weight.data.copy_(users)
+        graph.item_embedding.weight.data.copy_(items)
+        self.logger.info(f"Stage 1 (graph): embeddings from {path}")
+
+    # ----- stage 2 ------------------------------------------------------------------------------
+
+    def _item_alignment_stage(self, dataset, show_progress):
+        model, config = self.model, self.config
+        if not config["item_alignment"]:
+            model.init_head_from_item_tokens()
+            return
+        latest = self.run_dir / "stage2_item_alignment.pth"
+        self.optimizer = self._build_optimizer(params=model.item_alignment_parameters(),
+                                               learning_rate=config["item_alignment_lr"])
+        start = 0
+        if latest.is_file():
+            checkpoint = torch.load(latest, map_location=self.device, weights_only=False)
+            model.load_state_dict(checkpoint["state_dict"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            start = checkpoint["epoch"] + 1
+            self.logger.info(f"Stage 2 (item alignment): resuming after epoch {checkpoint['epoch']} from {latest}")
+        else:
+            model.init_head_from_item_tokens()
+        items = torch.arange(1, model.n_items)
+        batches = self._batches(model.ITEM_ID, items, config["item_alignment_batch_size"], dataset,
+                                group=config["item_alignment_items"])
+        batches.epoch = start
+        for epoch in range(start, config["item_alignment_epochs"]):
+            began = time.perf_counter()
+            loss = super()._train_epoch(batches, epoch, loss_func=model.item_alignment_loss, show_progress=show_progress)
+            self.stage_seconds_per_epoch["item_alignment"].append(time.perf_counter() - began)
+            self.stage_loss_per_epoch["item_alignment"].append(loss)
+            self.logger.info(f"Stage 2 (item alignment) epoch {epoch}: loss {loss:.4f}, "
+                             f"{self.stage_seconds_per_epoch['item_alignment'][-1]:.1f} s")
+            if self._is_writer():
+                atomic_save({"stage": "item_alignment", "epoch": epoch, "state_dict": model.state_dict(),
+                             "optimizer": self.optimizer.state_dict()}, latest)
+
+    # ----- stage 3 ------------------------------------------------------------------------------
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        began = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func or self.model.user_alignment_loss,
+                                    show_progress=show_progress)
+        self.stage_seconds_per_epoch["user_alignment"].append(time.perf_counter() - began)
+        self.stage_loss_per_epoch["user_alignment"].append(loss)
+        if self.eval_step <= 0 or (epoch_idx + 1) % self.eval_step:
+            self._save_latest(epoch_idx)  # not validated this epoch; otherwise saved after validation
+        return loss
+
+    def _save_latest(self, epoch_idx):
+        self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(self.run_dir / "stage3_latest.pth"))
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """Stages 1 and 2 as needed, then stage 3 through RecBole's fit; returns its best valid score and result."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._graph_stage(train_data, valid_data, verbose, show_progress)
+        self._item_alignment_stage(train_data.dataset, show_progress)
+
+        model, config = self.model, self.config
+        self.optimizer = self._build_optimizer(params=model.user_alignment_parameters(),
+                                               learning_rate=config["user_alignment_lr"])
+        self.epochs = config["user_alignment_epochs"] if config["user_alignment"] else 0
+        self.eval_step = min(config["eval_step"], self.epochs)
+        latest = self.run_dir / "stage3_latest.pth"
+        if latest.is_file():
+            self.resume_checkpoint(str(latest))
+            self.saved_model_file = str(self.run_dir / "GLTA-best.pth")  # resume_checkpoint points it at latest
+        users = torch.arange(1, model.n_users)
+        batches = self._batches(model.USER_ID, users, config["user_alignment_batch_size"], train_data.dataset)
+        batches.epoch = self.start_epoch
+
+        def after_validation(epoch_idx, valid_score):
+            self._save_latest(epoch_idx)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        return super().fit(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                           callback_fn=after_validation)

@@ -1,0 +1,139 @@
+"""GLTA on ml-100k with the tiny random Llama: stages learn, scores are sound, runs resume and reload."""
+
+import json
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from recbole_llm.config import Config
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.model.glta import GLTA
+from recbole_llm.quick_start import load_data_and_model
+from recbole_llm.trainer import GLTATrainer
+
+
+@pytest.fixture(scope="module")
+def base(tiny_llm_path, tmp_path_factory):
+    return {
+        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
+        "graph_epochs": 3, "graph_learning_rate": 0.01, "stopping_step": 100,
+        "item_alignment_epochs": 3, "item_alignment_lr": 0.01, "item_alignment_batch_size": 32,
+        "user_alignment_epochs": 3, "user_alignment_lr": 0.01, "user_alignment_batch_size": 64, "max_history": 10,
+        "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
+    }
+
+
+def build(config_dict):
+    config = Config("GLTA", "ml-100k", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    model = GLTA(config, train._dataset)
+    return config, model, GLTATrainer(config, model), train, valid, test
+
+
+@pytest.fixture(scope="module")
+def trained(base):
+    config, model, trainer, train, valid, test = build(base)
+    trainer.fit(train, valid, saved=True)
+    return config, model, trainer, train, valid, test
+
+
+def test_every_stage_loss_falls(trained):
+    trainer = trained[2]
+    for stage, losses in trainer.stage_loss_per_epoch.items():
+        assert len(losses) == 3, stage
+        assert losses[-1] < losses[0], (stage, losses)
+
+
+def test_scores_cover_every_item_and_mask_nothing(trained):
+    _, model, _, train, _, _ = trained
+    users = torch.tensor([1, 2, 3, 500])
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: users})
+        pairs = model.predict({model.USER_ID: users, model.ITEM_ID: torch.tensor([5, 6, 7, 8])})
+    assert scores.shape == (4, train._dataset.item_num)
+    assert torch.isfinite(scores).all()  # RecBole's evaluator masks history; the model itself hides nothing
+    assert torch.allclose(pairs, scores[torch.arange(4), torch.tensor([5, 6, 7, 8])])
+
+
+def test_checkpoint_holds_no_frozen_backbone_and_reloads_to_identical_scores(trained):
+    _, model, trainer, _, _, _ = trained
+    state = torch.load(trainer.saved_model_file, weights_only=False)["state_dict"]
+    assert not any(k.startswith("llm.") for k in state)
+    assert "item_graph_embedding" in state and "gllm_head.linear.weight" in state
+    _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
+    model.load_state_dict(state)  # the best epoch's weights, as RecBole's evaluate loads them
+    users = {model.USER_ID: torch.arange(1, 40)}
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(users), reloaded.full_sort_predict(users), atol=1e-5)
+
+
+def test_run_killed_after_stage_two_resumes_at_stage_three(base, tmp_path, monkeypatch):
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "item_alignment_epochs": 1,
+                   "user_alignment_epochs": 1}
+    *_, trainer, train, valid, _ = build(config_dict)
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GLTATrainer, "_train_epoch", killed)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(train, valid)
+    assert sorted(p.name for p in trainer.run_dir.iterdir() if p.suffix == ".pth") == [
+        "stage1_graph.pth", "stage1_graph_best.pth", "stage2_item_alignment.pth"]
+    graph_embeddings = trainer.model.item_graph_embedding.clone()
+
+    _, model, again, train, valid, _ = build(config_dict)
+    again.fit(train, valid)
+    assert again.run_dir == trainer.run_dir
+    assert again.stage_seconds_per_epoch["graph"] == [] and again.stage_seconds_per_epoch["item_alignment"] == []
+    assert len(again.stage_seconds_per_epoch["user_alignment"]) == 1
+    assert torch.equal(model.item_graph_embedding, graph_embeddings)
+
+
+def test_ablations_skip_their_stages(base, tmp_path):
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "item_alignment": False,
+                   "user_alignment": False}
+    _, _, trainer, train, valid, test = build(config_dict)
+    trainer.fit(train, valid)
+    assert trainer.stage_seconds_per_epoch["item_alignment"] == [] and trainer.stage_seconds_per_epoch["user_alignment"] == []
+    assert set(trainer.evaluate(test)) >= {"ndcg@10"}
+
+
+def test_graph_checkpoint_replaces_stage_one(base, trained, tmp_path):
+    model = trained[1]
+    graph_file = tmp_path / "lightgcn.pth"
+    torch.save({"state_dict": model.graph.state_dict()}, graph_file)
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_checkpoint": str(graph_file),
+                   "item_alignment_epochs": 1, "user_alignment_epochs": 1}
+    _, fresh, trainer, train, valid, _ = build(config_dict)
+    trainer.fit(train, valid)
+    assert trainer.stage_seconds_per_epoch["graph"] == []
+    assert torch.allclose(fresh.item_graph_embedding, model.item_graph_embedding)
+
+    _, _, trainer, train, valid, _ = build({**config_dict, "graph_checkpoint": str(tmp_path / "nope.pth")})
+    with pytest.raises(ConfigValueError, match="graph_checkpoint"):
+        trainer.fit(train, valid)
+
+
+def test_profile_and_prediction_texts_are_generated_once_and_cached(base, tmp_path, monkeypatch):
+    config_dict = {**base, "llm_cache_dir": str(tmp_path), "use_profile": True, "use_prediction": True,
+                   "user_text_max_tokens": 4}
+    model = build(config_dict)[1]
+    assert len(model.profiles) == model.n_users and model.profiles[0] == "" and all(model.profiles[1:])
+    cached = sorted((tmp_path / "user_text").glob("ml-100k-*.json"))
+    assert [p.name.split("-")[2] for p in cached] == ["prediction", "profile"]
+    assert json.loads(cached[1].read_text()) == model.profiles
+
+    import recbole_llm.data.user_text as user_text
+
+    monkeypatch.setattr(user_text, "load_backbone", lambda *a, **k: pytest.fail("texts were generated again"))
+    assert build(config_dict)[1].predictions == model.predictions
+    batch = model.user_prompts(torch.tensor([1]), [model.inference_history[1]])
+    assert batch.positions["out"].shape == (1, model.user_alignment_targets)
