@@ -107,7 +107,8 @@ def run_child(spec):
         "best_epoch": result["best_epoch"],
         "epochs_trained": len(train),
         "train_s_per_epoch": median(train) if train else 0.0,
-        "train_s_total": sum(train),
+        # A multi-stage model's training is all of its stages, not only the epochs of RecBole's fit.
+        "train_s_total": sum(sum(v) for v in stages.values()) if stages else sum(train),
         "stage_s_per_epoch": {k: median(v) for k, v in stages.items()} if stages else None,
         "valid_s_per_epoch": median(result["valid_seconds_per_epoch"]) if result["valid_seconds_per_epoch"] else 0.0,
         "eval_s": result["test_seconds"],
