@@ -25,6 +25,10 @@ from pathlib import Path
 from statistics import mean, median, stdev
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the child process runs this file as a script, from any install
+
+from recbole_llm.utils import atomic_write  # noqa: E402
 TUNED_DIR = ROOT / "properties" / "benchmark"
 _ROW = re.compile(r"^(?P<model>[^\[\]]+?)(?:\[(?P<overrides>.*)\])?$")
 
@@ -138,10 +142,7 @@ class RecordStore:
     def add(self, record):
         self.records = [r for r in self.records if not (r["label"] == record["label"] and r["seed"] == record["seed"])]
         self.records.append(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as f:
-            json.dump(self.records, f, indent=1)
-        os.replace(f.name, self.path)
+        atomic_write(self.path, lambda f: json.dump(self.records, f, indent=1), mode="w")
 
 
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
@@ -183,6 +184,5 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
 
 if __name__ == "__main__":
     # Child process: python benchmarks/harness.py SPEC.json RECORD.json
-    sys.path.insert(0, str(ROOT))
     child_spec = json.loads(Path(sys.argv[1]).read_text())
     Path(sys.argv[2]).write_text(json.dumps(run_child(child_spec)))

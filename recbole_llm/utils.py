@@ -4,6 +4,7 @@ import difflib
 import importlib
 import importlib.util
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,3 +121,21 @@ def time_calls(obj, method, seconds):
             seconds.append(time.perf_counter() - start)
 
     setattr(obj, method, timed)
+
+
+def atomic_write(path, write, mode="wb"):
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place.
+
+    A run killed mid-write leaves the previous file (or none), never a truncated one: ``os.replace``
+    is atomic on one file system. Used for every checkpoint, cache and result file the plugin writes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
+        try:
+            write(f)
+        except BaseException:
+            f.close()
+            os.unlink(f.name)
+            raise
+    os.replace(f.name, path)

@@ -14,12 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from recbole_llm.llm import load_backbone, render_chat
+from recbole_llm.utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,5 @@ def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
             new = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             for user, text in zip(users, new):
                 texts[user] = " ".join(text.split())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(texts, f)
-    os.replace(f.name, path)
+    atomic_write(path, lambda f: json.dump(texts, f), mode="w")
     return texts

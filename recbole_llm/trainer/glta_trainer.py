@@ -19,8 +19,6 @@ backbone out).
 import copy
 import hashlib
 import math
-import os
-import tempfile
 import time
 from logging import getLogger
 from pathlib import Path
@@ -30,7 +28,7 @@ from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.utils import time_calls
+from recbole_llm.utils import atomic_write, time_calls
 
 STAGES = ("graph", "item_alignment", "user_alignment")
 
@@ -50,10 +48,7 @@ def run_digest(config):
 
 
 def atomic_save(obj, path):
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as f:
-        torch.save(obj, f)
-    os.replace(f.name, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class StageBatches:

@@ -1,0 +1,38 @@
+"""Frozen text embeddings: one vector per item and user, training items only, cached once."""
+
+import torch
+from recbole.data import create_dataset, data_preparation
+
+from recbole_llm.config import Config
+from recbole_llm.data import text_embedding
+from recbole_llm.data.item_text import item_descriptions
+
+
+def test_embeddings_cover_every_id_and_are_read_from_the_cache(tiny_llm_path, tmp_path, monkeypatch):
+    config = Config("BPR", "ml-100k", config_dict={
+        "llm_path": tiny_llm_path, "llm_cache_dir": str(tmp_path), "state": "WARNING", "user_text_items": 3})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    dataset = train._dataset
+    users, items = text_embedding.text_embeddings(dataset, config)
+    assert users.shape == (dataset.user_num, 64) and items.shape == (dataset.item_num, 64)
+    assert torch.all(items[0] == 0) and torch.all(users[0] == 0)
+    assert torch.isfinite(items).all() and items[1:].norm(dim=1).min() > 0
+    assert len(list((tmp_path / "text_embedding").glob("*.pt"))) == 1
+
+    # The second call must not touch the backbone.
+    monkeypatch.setattr(text_embedding, "load_backbone", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    users2, items2 = text_embedding.text_embeddings(dataset, config)
+    assert torch.equal(users, users2) and torch.equal(items, items2)
+
+
+def test_user_texts_use_training_items_only():
+    config = Config("BPR", "ml-100k", config_dict={"state": "WARNING"})
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    descriptions = item_descriptions(train._dataset)
+    texts = text_embedding.user_profile_texts(train._dataset, descriptions, n_items=10_000)
+    user = int(valid._dataset.inter_feat[config["USER_ID_FIELD"]][0])
+    held_out = int(valid._dataset.inter_feat[config["ITEM_ID_FIELD"]][0])
+    trained = train._dataset.inter_matrix(form="csr")[user].indices
+    assert held_out not in trained
+    assert all(descriptions[i] in texts[user] for i in trained)
+    assert texts[user].count(";") == len(trained) - 1
