@@ -61,12 +61,14 @@ class FastLightGCN(GeneralRecommender):
 
     def calculate_loss(self, interaction):
         self.restore_user_e, self.restore_item_e = None, None
+        return self.bpr_reg_loss(interaction, *self.forward())
 
+    def bpr_reg_loss(self, interaction, user_all_embeddings, item_all_embeddings):
+        """BPR on the given final embeddings plus the L2 term; models adding a loss to LightGCN's call it."""
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
 
-        user_all_embeddings, item_all_embeddings = self.forward()
         u_embeddings = user_all_embeddings[user]
         pos_scores = torch.mul(u_embeddings, item_all_embeddings[pos_item]).sum(dim=1)
         neg_scores = torch.mul(u_embeddings, item_all_embeddings[neg_item]).sum(dim=1)
