@@ -59,7 +59,9 @@ class Config(RecBoleConfig):
                     "Fix: keep one."
                 )
             cmd_config_dict[name] = value
-        return self._convert_config_dict(cmd_config_dict)
+        converted = self._convert_config_dict(cmd_config_dict)
+        # YAML's null spellings mean None on the command line too (RecBole would keep the string '~').
+        return {key: None if value in ("~", "null", "None") else value for key, value in converted.items()}
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None and "model" not in self.external_config_dict:

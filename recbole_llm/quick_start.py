@@ -11,6 +11,7 @@ from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
+from recbole_llm.errors import RecBoleLLMError
 from recbole_llm.utils import create_dataset, get_model, get_trainer, time_calls
 
 
@@ -36,6 +37,8 @@ def _fit_and_test(config, saved, verbose=True):
     time_calls(trainer, "_train_epoch", train_seconds)
     time_calls(trainer, "_valid_epoch", valid_seconds)
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress)
+    if not config["single_spec"]:
+        dist.barrier()  # rank 0 writes the best checkpoint that every rank loads for the test
     test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test_seconds = time.perf_counter() - test_start
@@ -88,7 +91,13 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
 
 
 def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, cmd_args, queue):
-    run_recbole_llm(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved, cmd_args, queue)
+    try:
+        run_recbole_llm(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved, cmd_args, queue)
+    except RecBoleLLMError as error:
+        # A user error found inside a rank (e.g. by the model's constructor) goes back to the parent,
+        # which raises it as it is, instead of torch.multiprocessing's traceback of the child.
+        queue.put(error)
+        raise SystemExit(2) from None
 
 
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, nproc=1, world_size=-1,
@@ -112,7 +121,14 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
         "offset": group_offset,
     }
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, cmd_args, queue), nprocs=nproc, join=True)
+    try:
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, cmd_args, queue), nprocs=nproc, join=True)
+    except mp.ProcessExitedException:
+        while not queue.empty():
+            reported = queue.get()
+            if isinstance(reported, RecBoleLLMError):
+                raise reported from None
+        raise
     return None if queue.empty() else queue.get()
 
 

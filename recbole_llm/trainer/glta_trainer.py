@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from recbole.data.interaction import Interaction
+import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
 from recbole_llm.errors import ConfigValueError
@@ -34,7 +35,7 @@ STAGES = ("graph", "item_alignment", "user_alignment")
 
 # Entries that change how a run is executed or reported, not what it trains.
 RUN_ONLY_KEYS = {
-    "checkpoint_dir", "show_progress", "state", "device", "gpu_id", "use_gpu", "local_rank", "single_spec",
+    "checkpoint_dir", "show_progress", "state", "verbose", "device", "gpu_id", "use_gpu", "local_rank", "single_spec",
     "worker", "log_wandb", "wandb_project", "eval_batch_size", "nproc", "world_size", "ip", "port", "offset",
     "user_alignment_epochs", "stopping_step", "eval_step", "save_dataset", "save_dataloaders",
     "dataset_save_path", "dataloaders_save_path", "metrics", "topk", "valid_metric", "valid_metric_bigger",
@@ -102,6 +103,17 @@ class GLTATrainer(Trainer):
     def _is_writer(self):
         return self.rank == 0
 
+    def _rewrap_ddp(self):
+        """Wrap the model in DDP again: DDP fixes the set of parameters it reduces when it wraps, and
+        stage 1 has since frozen the graph (left registered, DDP would wait for their gradients)."""
+        if self.world_size > 1:
+            self.distributed_model = recbole_trainer.DistributedDataParallel(self.model, device_ids=[self.config["local_rank"]])
+
+    def _barrier(self):
+        """Under DDP, wait until rank 0 has written what every rank reads next."""
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
     # ----- stage 1 ------------------------------------------------------------------------------
 
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
@@ -121,6 +133,7 @@ class GLTATrainer(Trainer):
             self.logger.info("Stage 1 (graph): LightGCN with BPR on the training interactions")
             graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
             self.stage_loss_per_epoch["graph"] = list(graph_trainer.train_loss_dict.values())
+            self._barrier()  # only rank 0 writes the best graph checkpoint
             best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
             graph.load_state_dict(best["state_dict"])
         self.model.freeze_graph()
@@ -200,6 +213,7 @@ class GLTATrainer(Trainer):
         """Stages 1 and 2 as needed, then stage 3 through RecBole's fit; returns its best valid score and result."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._graph_stage(train_data, valid_data, verbose, show_progress)
+        self._rewrap_ddp()
         self._item_alignment_stage(train_data.dataset, show_progress)
 
         model, config = self.model, self.config
