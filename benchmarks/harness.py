@@ -76,7 +76,7 @@ def environment():
     else:
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), platform.processor() or "unknown")
-        device = f"cpu: {cpu}, {len(os.sched_getaffinity(0))} cores"
+        device = f"cpu: {cpu}, {len(os.sched_getaffinity(0))} cores, {torch.get_num_threads()} torch threads"
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -118,6 +118,7 @@ def run_child(spec):
         "eval_s": result["test_seconds"],
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": result.get("peak_gpu_mb"),
         "params_total": result["params_total"],
         "params_trainable": result["params_trainable"],
         "device": device,

@@ -43,6 +43,8 @@ def _fit_and_test(config, saved, verbose=True):
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test_seconds = time.perf_counter() - test_start
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    if config["device"].type == "cuda":
+        logger.info(f"peak GPU memory of rank {config['local_rank']}: {torch.cuda.max_memory_allocated(config['device']) / 2**20:.0f} MiB")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {
         "model": config["model"],
@@ -57,6 +59,8 @@ def _fit_and_test(config, saved, verbose=True):
         "valid_seconds_per_epoch": valid_seconds,
         "test_seconds": test_seconds,
         "stage_seconds_per_epoch": getattr(trainer, "stage_seconds_per_epoch", None),
+        # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(config["device"]) / 2**20 if config["device"].type == "cuda" else None,
         "params_total": sum(p.numel() for p in model.parameters()),
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }

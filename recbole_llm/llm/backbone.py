@@ -201,7 +201,8 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
     Config keys (all optional): ``llm_path`` (DEFAULT_LLM), ``llm_cache_dir``, ``llm_num_layers``
     (keep the first N layers; all by default), ``llm_dtype`` (float32, bfloat16, float16, auto),
     ``lora_r`` (0 = no LoRA), ``lora_alpha``, ``lora_dropout``, ``lora_target_modules`` (peft's
-    default for the architecture when unset).
+    default for the architecture when unset), ``llm_gradient_checkpointing`` (recompute layer
+    activations in the backward; the model must then run in training mode to use it).
 
     Returns the bare backbone (the encoder, for encoder-decoder models) unless ``causal_lm``, which
     returns the generator (CausalLM, or Seq2SeqLM for encoder-decoders). All base weights are frozen
@@ -250,6 +251,13 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
     if lora_r > 0:
         task_type = ("SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM") if causal_lm else None
         model = _add_lora(model, config, task_type)
+    if _option(config, "llm_gradient_checkpointing", False):
+        # Recompute each layer's activations in the backward instead of keeping them: less memory for
+        # long prompts, about one more forward of compute. Non-reentrant, so it works with frozen weights.
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.eval()
     # Batching with the tokenizer (e.g. text embeddings) needs a pad token; the prompt builder pads
     # by itself, so padding_side is left as the checkpoint sets it.

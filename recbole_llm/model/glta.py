@@ -212,8 +212,9 @@ class GLTA(GeneralRecommender):
         return result
 
     def train(self, mode=True):
-        """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train."""
+        """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train or gradient
+        checkpointing is on (transformers only checkpoints layers in training mode)."""
         super().train(mode)
-        if not self.lora:
+        if not (self.lora or getattr(self.llm, "is_gradient_checkpointing", False)):
             self.llm.eval()
         return self

@@ -78,12 +78,15 @@ class SymmetricSparseMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adj, dense):
         ctx.adj = adj
-        return torch.sparse.mm(adj, dense)
+        # Sparse kernels have no bf16/fp16 path on CPU: under autocast (enable_amp) the product stays in fp32.
+        with torch.autocast(device_type=dense.device.type, enabled=False):
+            return torch.sparse.mm(adj, dense.to(adj.dtype))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        return None, torch.sparse.mm(ctx.adj, grad_output)
+        with torch.autocast(device_type=grad_output.device.type, enabled=False):
+            return None, torch.sparse.mm(ctx.adj, grad_output.to(ctx.adj.dtype))
 
 
 def lightgcn_propagate(adj, ego_embeddings, n_layers):

@@ -29,6 +29,7 @@ import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
 from recbole_llm.errors import ConfigValueError
+from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.utils import atomic_write, time_calls
 
 STAGES = ("graph", "item_alignment", "user_alignment")
@@ -99,6 +100,9 @@ class GLTATrainer(Trainer):
 
     def _batches(self, field, ids, batch_size, dataset, group=1):
         return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size)
+
+    def _build_optimizer(self, **kwargs):
+        return accumulate(super()._build_optimizer(**kwargs), self.config)
 
     def _is_writer(self):
         return self.rank == 0
