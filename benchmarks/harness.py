@@ -11,6 +11,7 @@ Per-dataset tuned hyper-parameters live in ``properties/benchmark/<dataset>/<Mod
 added to every run of that model on that dataset (see ``tune.py``, which writes them).
 """
 
+import fcntl
 import json
 import os
 import platform
@@ -131,19 +132,30 @@ def run_child(spec):
 
 
 class RecordStore:
-    """A JSON list of records, one per (label, seed), rewritten atomically after each addition."""
+    """A JSON list of records, one per (label, seed), rewritten atomically after each addition.
+
+    Several harnesses may fill one store at once (e.g. one per CPU core): each addition re-reads
+    the file under an exclusive lock and merges into what is there, so no record is lost.
+    """
 
     def __init__(self, path):
         self.path = Path(path)
-        self.records = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.records = self.read()
+
+    def read(self):
+        """The records on disk now, including those other harnesses added."""
+        return json.loads(self.path.read_text()) if self.path.is_file() else []
 
     def has(self, label, seed):
-        return any(r["label"] == label and r["seed"] == seed for r in self.records)
+        return any(r["label"] == label and r["seed"] == seed for r in self.read() + self.records)
 
     def add(self, record):
-        self.records = [r for r in self.records if not (r["label"] == record["label"] and r["seed"] == record["seed"])]
-        self.records.append(record)
-        atomic_write(self.path, lambda f: json.dump(self.records, f, indent=1), mode="w")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            records = [r for r in self.read() if not (r["label"] == record["label"] and r["seed"] == record["seed"])]
+            self.records = records + [record]
+            atomic_write(self.path, lambda f: json.dump(self.records, f, indent=1), mode="w")
 
 
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,

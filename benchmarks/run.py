@@ -52,7 +52,7 @@ def main(argv=None):
         command = "python benchmarks/run.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
         run_rows(split_rows(args.models), args.dataset, args.protocol, [int(s) for s in args.seeds.split(",")],
                  store, data_path=args.data_path, harness_command=command)
-    records = [r for r in store.records if r["dataset"] == args.dataset]
+    records = [r for r in store.read() if r["dataset"] == args.dataset]
     if not records:
         print(f"No records for {args.dataset} in {store.path}")
         return 1

@@ -68,7 +68,7 @@ def main(argv=None):
             tuned_file.write_text(previous)
         raise
 
-    runs = [r for r in store.records if r["label"] in rows and r["seed"] == args.seed]
+    runs = [r for r in store.read() if r["label"] in rows and r["seed"] == args.seed]
     best = max(runs, key=lambda r: r["valid"][valid_key])
     chosen = dict(item[2:].split("=", 1) for item in parse_row(best["label"])[1])
     header = [f"Tuned on the validation split ({valid_key}, seed {args.seed}) by:", f"  {command}", "Grid results:"]
@@ -78,7 +78,7 @@ def main(argv=None):
         {k: yaml.safe_load(v) for k, v in chosen.items()}, sort_keys=False))
     print(f"Best {best['label']} (valid {valid_key} {best['valid'][valid_key]:.4f}); wrote {os.path.relpath(tuned_file, ROOT)}")
 
-    dataset_records = [r for r in store.records if r["dataset"] == args.dataset]
+    dataset_records = [r for r in store.read() if r["dataset"] == args.dataset]
     write_markdown(Path(args.out) / f"{args.dataset}.md", f"{args.dataset} tuning runs (one seed each; choose by valid)",
                    dataset_records, Path(args.protocol).read_text(), split="valid")
     return 0

@@ -44,7 +44,16 @@ def test_store_replaces_file_atomically(tmp_path):
     store.add(record("A", 1, 0.1))
     store.add(record("A", 1, 0.2))
     assert [r["test"]["ndcg@10"] for r in RecordStore(tmp_path / "r.json").records] == [0.2]
-    assert list(tmp_path.iterdir()) == [tmp_path / "r.json"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["r.json"]  # no partial file left
+
+
+def test_two_harnesses_fill_one_store_without_losing_records(tmp_path):
+    first, second = RecordStore(tmp_path / "r.json"), RecordStore(tmp_path / "r.json")
+    first.add(record("A", 1, 0.1))
+    second.add(record("B", 1, 0.2))  # second loaded before A existed
+    first.add(record("A", 2, 0.3))
+    assert sorted((r["label"], r["seed"]) for r in RecordStore(tmp_path / "r.json").read()) == [("A", 1), ("A", 2), ("B", 1)]
+    assert second.has("A", 2)
 
 
 def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
