@@ -1,5 +1,6 @@
 """Trainers of multi-stage plugin models, found by name as ``<Model>Trainer`` (see ``utils.get_trainer``)."""
 
+from recbole_llm.trainer.galrec_trainer import GALRecTrainer
 from recbole_llm.trainer.glta_trainer import GLTATrainer
 
-__all__ = ["GLTATrainer"]
+__all__ = ["GALRecTrainer", "GLTATrainer"]

@@ -1,0 +1,465 @@
+"""GAL-Rec: graph-aware learning for language-model-driven recommendation.
+
+Z. Guan, L. Wu, H. Zhao, M. He, J. Fan. "Enhancing Collaborative Semantics of Language
+Model-Driven Recommendations via Graph-Aware Learning". arXiv 2406.13235.
+
+The LM is taught the aggregation a GNN does: a node's prompt carries its multi-hop neighbourhood,
+and contrastive losses pull the LM's representation of the 2-hop context towards the node's 0-hop
+and 1-hop views, with a MoCo-style queue supplying many negatives despite small LM batches. The
+paper's four components, as built here:
+
+1. External embeddings: a user's soft token is P_u(E_u), an item's P_i(E_i) + P_t(text_i), where
+   E are LightGCN embeddings pretrained on the training interactions (stage 1, shared with GLTA:
+   ``FastLightGCN`` or ``graph_checkpoint``, frozen afterwards) and text_i is the frozen mean-pooled
+   embedding of the item's description by the same backbone (``text_embeddings``); every
+   projector is a Linear without bias into the LM's input space (a shared offset, which training
+   grew until every node's token looked alike, would collapse the contrastive views).
+2. Task-specific tokens: learned soft tokens [USER], [ITEM], [HOP1], [HOP2] mark what follows, and
+   an [OUT] token ends every prompt; its last hidden state is read.
+3. Prompts: for a user, 0-hop = [USER] u; 1-hop = that + [HOP1] and the tokens of up to ``n_hop1``
+   items of u; 2-hop = that + [HOP2] and the tokens of ``n_hop2`` users reached from those items.
+   Symmetrically for an item ([ITEM] i, its users, their items). Neighbours come from the training
+   split only (the dataset the model receives) and are resampled every batch.
+4. Graph-aware learning: r^k = projection head(pooled LM states of the k-hop prompt). Loss
+   L = L0 + λ1·L1 + λ2·L2 + λ3·L3 + λ4·||Θ||² with L0 the cross-entropy over all items of the GLLM
+   head (GLTA's) on the user's 2-hop prompt, its target a training item held out of that prompt;
+   L1 = InfoNCE(user r^2, r^0), L2 = InfoNCE(user r^2, r^1), L3 = the mean of InfoNCE(item r^2, r^0)
+   and InfoNCE(item r^2, r^1). Keys r^0, r^1 come from a momentum (EMA) key encoder without
+   gradient; negatives are the batch's other keys plus a FIFO queue of earlier keys, one queue per
+   (side, hop).
+
+Full ranking: the GLLM head's logits at [OUT] of each user's 2-hop prompt built from a fixed
+neighbour sample of the training graph, one LM forward per batch of users.
+
+Choices where the paper (not public in full) and the spec are silent, each a config key where
+it can vary:
+
+- k-hop prompts are cumulative (the node's own token and hops 1..k), as a k-layer GNN's receptive
+  field includes the node itself; the 2-hop prompt is the user's full context for L0 too.
+- ``pooling``: ``mean`` (default) averages the LM's last hidden states from the node's [USER]/[ITEM]
+  mark to the end of the prompt; ``out`` takes the state at [OUT]. With the tiny random test LM the
+  [OUT] states of different users were nearly identical (cosine 0.9998), leaving InfoNCE no signal.
+  Then ``projection_head``: Linear-ReLU-Linear to ``projection_size``, L2-normalised. L0 always
+  reads the [OUT] state, like GLTA's output slot.
+- 1-hop neighbours: up to ``n_hop1`` distinct neighbours, uniformly without replacement (fewer when
+  the node has fewer). 2-hop neighbours: ``n_hop2`` two-step random walks through the sampled 1-hop
+  neighbours (so they may repeat); a walk back to the centre node is dropped.
+- The L0 target is one uniformly drawn training item of the user, removed from its 1-hop list; the
+  items of L3 are the batch's L0 targets.
+- Negatives of each InfoNCE: the other keys of the batch (a key of the same node is masked) plus,
+  with ``use_queue``, the queue's filled part; the queue never holds the current batch's keys.
+  ``use_queue: False`` leaves in-batch negatives only. Keys of the same node from earlier batches
+  may sit in the queue, as in MoCo.
+- The key encoder is an EMA copy (``momentum``) of everything trained on the way to a
+  representation: projectors, task tokens and projection head (``GraphTokenEncoder``), with the
+  same frozen LM. An EMA copy of the projection head alone was tried first: the soft tokens then
+  change at the learning rate, queued keys come from an outdated token space, and training found
+  the trivial way out (every current view identical and far from the queue, InfoNCE stuck at
+  log(batch)). It is updated at the start of every training step, before it computes that step's
+  keys (MoCo's order). LoRA adapters, if any, are shared by both encoders.
+- λ4·||Θ||² is an explicit L2 term in the loss (sum of squares of all trainable parameters), as the
+  paper writes it; RecBole's ``weight_decay`` stays available on top.
+- Ablations: ``use_l1``, ``use_l2``, ``use_l3`` drop their term; ``use_queue: False``; with
+  ``use_hop2: False`` the top view is the 1-hop prompt (for L0, L1 and L3), L2 has no 2-hop view
+  and is dropped, and L3 is InfoNCE(item r^1, r^0) alone.
+- λ1..λ3 default to 1 (L0 and the InfoNCE terms have comparable scales: log of the catalogue and
+  of the negatives); they are untuned.
+- ``gllm_head``: as GLTA's (``item_tokens`` initialises the head from the item tokens after the
+  graph stage).
+- At inference each user's neighbours are one fixed sample (seeded by ``seed``), so scores do not
+  change between evaluations or after a reload.
+- Training sub-samples ``users_per_epoch`` users per epoch (a fresh random subset each epoch) so a
+  CPU epoch stays short; ``~`` takes all.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_llm.data.text_embedding import text_embeddings
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
+from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.item_head import GLLMHead
+
+TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
+QUEUES = ("user_hop0", "user_hop1", "item_hop0", "item_hop1")
+
+
+class NeighbourSampler:
+    """Random neighbours on one side of the training interaction matrix, vectorised over a batch.
+
+    ``matrix`` is a SciPy CSR matrix, rows the nodes sampled from (users or items), columns their
+    neighbours; RecBole's ``inter_matrix`` holds each (user, item) pair once.
+    """
+
+    def __init__(self, matrix):
+        self.indptr = torch.from_numpy(matrix.indptr).long()
+        self.indices = torch.from_numpy(matrix.indices).long()
+
+    def degree(self, nodes):
+        return self.indptr[nodes + 1] - self.indptr[nodes]
+
+    def pick(self, nodes, generator):
+        """One uniform neighbour per node (the node must have one)."""
+        offset = (torch.rand(len(nodes), generator=generator) * self.degree(nodes)).long()
+        return self.indices[self.indptr[nodes] + offset]
+
+    def sample(self, nodes, n, generator, exclude=None):
+        """Up to ``n`` distinct neighbours per node, in random order: ids [B, n] and mask [B, n].
+
+        ``exclude`` [B] names one neighbour per node to leave out (the held-out target). Real
+        neighbours fill each row from the left; the rest is id 0 with mask False.
+        """
+        degree = self.degree(nodes)
+        row = torch.repeat_interleave(torch.arange(len(nodes)), degree)
+        row_start = torch.cumsum(degree, 0) - degree
+        entry = torch.arange(len(row)) - row_start[row] + self.indptr[nodes][row]
+        neighbours = self.indices[entry]
+        # Sorting by row + a random key in [0, 1) shuffles within each row; the excluded entry gets
+        # key >= 1, so it sorts last in its row and is dropped below.
+        key = torch.rand(len(row), generator=generator)
+        if exclude is not None:
+            key = key + (neighbours == exclude[row]).float()
+        order = torch.argsort(row * 3 + key)
+        row, neighbours, key = row[order], neighbours[order], key[order]
+        rank = torch.arange(len(row)) - row_start[row]
+        keep = (rank < n) & (key < 1)
+        ids = torch.zeros(len(nodes), n, dtype=torch.long)
+        mask = torch.zeros(len(nodes), n, dtype=torch.bool)
+        ids[row[keep], rank[keep]] = neighbours[keep]
+        mask[row[keep], rank[keep]] = True
+        return ids, mask
+
+    def walk(self, via, via_mask, n, generator, centre):
+        """``n`` one-step walks from each row's real ``via`` nodes (chosen uniformly): ids and mask [B, n].
+
+        ``self`` must map the ``via`` nodes back to the centre's side; walks that end on ``centre``
+        [B], or start from a row without real ``via`` nodes, are masked out.
+        """
+        count = via_mask.sum(1, keepdim=True)
+        slot = (torch.rand(len(via), n, generator=generator) * count).long().clamp(max=via.shape[1] - 1)
+        start = via.gather(1, slot)
+        degree = self.degree(start)
+        offset = (torch.rand(start.shape, generator=generator) * degree).long()
+        ids = self.indices[(self.indptr[start] + offset).clamp(max=len(self.indices) - 1)]
+        mask = (count > 0) & (degree > 0) & (ids != centre.unsqueeze(1))
+        return ids.masked_fill(~mask, 0), mask
+
+
+class KeyQueue(nn.Module):
+    """A MoCo FIFO queue of ``size`` keys: ``push`` overwrites the oldest, ``keys()`` returns the filled part."""
+
+    def __init__(self, size, dim):
+        super().__init__()
+        self.size = size
+        self.register_buffer("buffer", torch.zeros(size, dim))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+
+    def keys(self):
+        # A copy: the loss keeps these for its backward, and ``push`` overwrites the buffer before that.
+        return self.buffer[: int(self.filled)].clone()
+
+    @torch.no_grad()
+    def push(self, keys):
+        keys = keys.detach()[-self.size:]
+        slots = (self.pointer + torch.arange(len(keys), device=keys.device)) % self.size
+        self.buffer[slots] = keys
+        self.pointer.copy_((self.pointer + len(keys)) % self.size)
+        self.filled.clamp_(max=self.size - len(keys)).add_(len(keys))
+
+
+class GraphTokenEncoder(nn.Module):
+    """The trained path from a node to its representation, around the frozen LM.
+
+    Projectors turn graph (and text) embeddings into soft tokens, task tokens mark the prompt's
+    parts, the projection head maps a pooled LM state to the contrastive space. The key encoder is
+    an EMA copy of all of it, so that queued keys stay comparable across steps (MoCo's reason).
+    """
+
+    def __init__(self, graph_size, text_size, token_size, hidden_size, projection_size, token_std):
+        super().__init__()
+        # No bias: a shared offset makes every node's token alike, and training drove it to swamp the
+        # node-specific part; tokens are linear in the graph and text embeddings instead.
+        self.user_projector = nn.Linear(graph_size, token_size, bias=False)
+        self.item_projector = nn.Linear(graph_size, token_size, bias=False)
+        self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
+        self.task_tokens = nn.Parameter(torch.randn(len(TASK_TOKENS), token_size) * token_std)
+        self.projection_head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+                                             nn.Linear(hidden_size, projection_size))
+
+    def marks(self):
+        return dict(zip(TASK_TOKENS, self.task_tokens.unsqueeze(1)))
+
+
+class GALRec(GeneralRecommender):
+    # The graph stage trains on RecBole's pairwise (user, positive, negative) batches.
+    input_type = InputType.PAIRWISE
+    uses_item_text = True
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.n_hop1 = config["n_hop1"]
+        self.n_hop2 = config["n_hop2"]
+        self.tau = config["tau"]
+        self.momentum = config["momentum"]
+        self.lambda1, self.lambda2, self.lambda3, self.lambda4 = (config[f"lambda{k}"] for k in (1, 2, 3, 4))
+        self.use_l1 = config["use_l1"]
+        self.use_l2 = config["use_l2"]
+        self.use_l3 = config["use_l3"]
+        self.use_queue = config["use_queue"]
+        self.use_hop2 = config["use_hop2"]
+        self.use_item_text = config["use_item_text"]
+        self.pooling = config["pooling"]
+        self.lora = (config["lora_r"] or 0) > 0
+        self._check_config(config)
+        self.top_hop = 2 if self.use_hop2 else 1
+
+        # Stage 1: the graph, and its frozen final embeddings once trained.
+        self.graph = FastLightGCN(config, dataset)
+        d = config["embedding_size"]
+        self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
+        self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
+        if self.use_item_text:
+            # Recomputed from the on-disk cache when a model is built, so no checkpoint carries it.
+            self.register_buffer("item_text_embedding", text_embeddings(dataset, config, users=False)[1], persistent=False)
+
+        # The language model and what is trained around it.
+        self.llm, self.tokenizer = load_backbone(config)
+        input_embeddings = self.llm.get_input_embeddings()
+        token_size = input_embeddings.embedding_dim
+        hidden = llm_hidden_size(self.llm)
+        text_size = self.item_text_embedding.shape[1] if self.use_item_text else 0
+        self.encoder = GraphTokenEncoder(d, text_size, token_size, hidden, config["projection_size"],
+                                         input_embeddings.weight.std().item())
+        self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.queues = nn.ModuleDict({name: KeyQueue(config["queue_size"], config["projection_size"]) for name in QUEUES})
+        self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"])
+
+        self.template = PromptTemplate(self.tokenizer, config["prompt_system"], "{context}")
+        self.prompts = PromptBuilder(self.tokenizer, input_embeddings, add_bos=not self.template.adds_bos)
+
+        # Neighbours: the training split's interactions only.
+        interactions = dataset.inter_matrix(form="csr")
+        self.user_items = NeighbourSampler(interactions)
+        self.item_users = NeighbourSampler(interactions.T.tocsr())
+        self.generator = torch.Generator().manual_seed(config["seed"])
+        users = torch.arange(self.n_users)
+        self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]))
+
+    def _check_config(self, config):
+        def require(key, ok, rule):
+            if not ok:
+                raise ConfigValueError(f"{key}={config[key]!r} is not usable by GALRec. Fix: set {key} to {rule}.")
+
+        def is_int(value):
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        require("pooling", self.pooling in ("mean", "out"), "mean or out")
+        require("n_hop1", is_int(self.n_hop1) and self.n_hop1 >= 1, "an integer >= 1")
+        require("n_hop2", is_int(self.n_hop2) and self.n_hop2 >= 1, "an integer >= 1")
+        require("queue_size", is_int(config["queue_size"]) and config["queue_size"] >= 1, "an integer >= 1")
+        require("projection_size", is_int(config["projection_size"]) and config["projection_size"] >= 1, "an integer >= 1")
+        require("tau", isinstance(self.tau, (int, float)) and self.tau > 0, "a number > 0")
+        require("momentum", isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1, "a number in [0, 1)")
+        for k in (1, 2, 3, 4):
+            value = config[f"lambda{k}"]
+            require(f"lambda{k}", isinstance(value, (int, float)) and value >= 0, "a number >= 0")
+
+    # ----- parameters ---------------------------------------------------------------------------
+
+    def graph_aware_parameters(self):
+        """What the joint loss trains: projectors, task tokens, projection head, GLLM head, LoRA if any."""
+        return [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("graph.")]
+
+    @torch.no_grad()
+    def freeze_graph(self):
+        """End of stage 1: keep LightGCN's final embeddings as fixed inputs of the projectors."""
+        self.graph.eval()
+        users, items = self.graph.forward()
+        self.user_graph_embedding.copy_(users)
+        self.item_graph_embedding.copy_(items)
+        self.graph.requires_grad_(False)
+
+    @torch.no_grad()
+    def init_head_from_item_tokens(self):
+        self.gllm_head.init_from_item_tokens(self.item_tokens(torch.arange(self.n_items, device=self.device)))
+
+    # ----- external embeddings and prompts ------------------------------------------------------
+
+    def user_tokens(self, users, encoder=None):
+        encoder = encoder or self.encoder
+        return encoder.user_projector(self.user_graph_embedding[users.to(self.device)])
+
+    def item_tokens(self, items, encoder=None):
+        encoder = encoder or self.encoder
+        items = items.to(self.device)
+        tokens = encoder.item_projector(self.item_graph_embedding[items])
+        if self.use_item_text:
+            tokens = tokens + encoder.text_projector(self.item_text_embedding[items])
+        return tokens
+
+    def _sides(self, side):
+        """(node tokens, 1-hop tokens, 2-hop tokens, sampler to 1-hop, sampler back) for ``side``."""
+        if side == "user":
+            return self.user_tokens, self.item_tokens, self.user_tokens, self.user_items, self.item_users
+        return self.item_tokens, self.user_tokens, self.item_tokens, self.item_users, self.user_items
+
+    def sample_context(self, side, nodes, generator, exclude=None):
+        """(hop-1 ids, mask), (hop-2 ids, mask) of ``nodes`` on the training graph; ids on the CPU."""
+        *_, near, back = self._sides(side)
+        nodes = nodes.cpu()
+        hop1 = near.sample(nodes, self.n_hop1, generator, None if exclude is None else exclude.cpu())
+        hop2 = back.walk(*hop1, self.n_hop2, generator, centre=nodes)
+        return hop1, hop2
+
+    def context_prompts(self, side, nodes, context, hops, encoder=None):
+        """The ``hops``-hop prompts (0, 1 or 2) of ``nodes``, batched, each ending in the [OUT] token."""
+        encoder = encoder or self.encoder
+        node_tokens, hop1_tokens, hop2_tokens, *_ = self._sides(side)
+        (hop1, mask1), (hop2, mask2) = context
+        marks = encoder.marks()
+        nodes_t = node_tokens(nodes, encoder)
+        near = hop1_tokens(hop1, encoder) if hops >= 1 else None
+        far = hop2_tokens(hop2, encoder) if hops >= 2 else None
+        prompts = []
+        for row in range(len(nodes)):
+            segments = [Soft(marks[side], name="mark"), Soft(nodes_t[row:row + 1])]
+            if hops >= 1:
+                segments += [Soft(marks["hop1"]), Soft(near[row][mask1[row].to(near.device)])]
+            if hops >= 2:
+                segments += [Soft(marks["hop2"]), Soft(far[row][mask2[row].to(far.device)])]
+            prompts.append(self.template.fill(context=segments) + [Soft(marks["out"], name="out")])
+        return self.prompts.build(prompts)
+
+    def context_states(self, side, nodes, context, hops, encoder=None):
+        """One LM forward of each node's ``hops``-hop prompt: (state at [OUT], pooled representation), each [B, hidden].
+
+        ``pooling: out`` takes the state at [OUT]; ``mean`` averages the states from the node's
+        [USER]/[ITEM] mark to the end of the prompt (its graph tokens and what follows them, not the
+        instruction before them, which is the same for every prompt).
+        """
+        batch = self.context_prompts(side, nodes, context, hops, encoder)
+        length = batch.inputs_embeds.shape[1]
+        positions = torch.arange(length, device=batch.attention_mask.device)
+        batch.positions["all"] = positions.expand(len(nodes), length)
+        states = hidden_at(self.llm, batch, "all")
+        rows = torch.arange(len(nodes), device=states.device)
+        out = states[rows, batch.positions["out"][:, 0]]
+        if self.pooling == "out":
+            return out, out
+        graph_part = (positions.unsqueeze(0) >= batch.positions["mark"]).unsqueeze(-1).to(states.dtype)
+        return out, (states * graph_part).sum(1) / graph_part.sum(1)
+
+    def logits(self, hidden):
+        all_tokens = self.item_tokens(torch.arange(self.n_items, device=hidden.device)) if self.gllm_head.mode == "tied" else None
+        return self.gllm_head(hidden, all_tokens)
+
+    # ----- graph-aware learning -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def _momentum_update(self):
+        for online, key in zip(self.encoder.parameters(), self.key_encoder.parameters()):
+            key.mul_(self.momentum).add_(online.detach(), alpha=1 - self.momentum)
+
+    @torch.no_grad()
+    def _keys(self, side, nodes, context, hops):
+        """Key-encoder keys of the ``hops``-hop views: no gradient reaches anything through them."""
+        pooled = self.context_states(side, nodes, context, hops, self.key_encoder)[1]
+        return F.normalize(self.key_encoder.projection_head(pooled), dim=-1)
+
+    def _info_nce(self, query, key, nodes, queue):
+        """InfoNCE of ``query`` [B, p] against its own ``key``; other nodes' keys (and the queue) are negatives."""
+        logits = query @ key.t()
+        same_node = nodes.unsqueeze(0) == nodes.unsqueeze(1)
+        logits = logits.masked_fill(same_node & ~torch.eye(len(nodes), dtype=torch.bool, device=logits.device), float("-inf"))
+        if self.use_queue:
+            logits = torch.cat([logits, query @ self.queues[queue].keys().t()], dim=1)
+        return F.cross_entropy(logits / self.tau, torch.arange(len(nodes), device=logits.device))
+
+    def _alignment(self, side, nodes, context, pooled, pairs, pushes):
+        """InfoNCE of the top view's query with each key view in ``pairs`` (hops); keys queued in ``pushes``."""
+        query = F.normalize(self.encoder.projection_head(pooled), dim=-1)
+        losses = []
+        for hops in pairs:
+            key = self._keys(side, nodes, context, hops)
+            losses.append(self._info_nce(query, key, nodes.to(key.device), f"{side}_hop{hops}"))
+            pushes.append((f"{side}_hop{hops}", key))
+        return sum(losses) / len(losses)
+
+    def loss_terms(self, interaction):
+        """The terms of GAL-Rec's loss for a batch of users, unweighted: L0 and those switched on, plus ``reg``."""
+        users = interaction[self.USER_ID]
+        targets = self.user_items.pick(users.cpu(), self.generator)
+        context = self.sample_context("user", users, self.generator, exclude=targets)
+        out, pooled = self.context_states("user", users, context, self.top_hop)
+        terms = {"L0": F.cross_entropy(self.logits(out), targets.to(out.device))}
+
+        use_l2 = self.use_l2 and self.use_hop2
+        if self.use_l1 or use_l2 or self.use_l3:
+            self._momentum_update()
+        pushes = []
+        if self.use_l1:
+            terms["L1"] = self._alignment("user", users, context, pooled, [0], pushes)
+        if use_l2:
+            terms["L2"] = self._alignment("user", users, context, pooled, [1], pushes)
+        if self.use_l3:
+            items = targets
+            item_context = self.sample_context("item", items, self.generator)
+            item_pooled = self.context_states("item", items, item_context, self.top_hop)[1]
+            terms["L3"] = self._alignment("item", items, item_context, item_pooled, range(self.top_hop), pushes)
+        if self.use_queue:
+            for name, key in pushes:
+                self.queues[name].push(key)
+        terms["reg"] = sum(p.pow(2).sum() for p in self.graph_aware_parameters())
+        return terms
+
+    def calculate_loss(self, interaction):
+        """L = L0 + λ1·L1 + λ2·L2 + λ3·L3 + λ4·||Θ||² on a batch of user ids."""
+        terms = self.loss_terms(interaction)
+        weights = {"L0": 1.0, "L1": self.lambda1, "L2": self.lambda2, "L3": self.lambda3, "reg": self.lambda4}
+        return sum(weights[name] * value for name, value in terms.items())
+
+    # ----- scoring ------------------------------------------------------------------------------
+
+    def full_sort_predict(self, interaction):
+        users = interaction[self.USER_ID]
+        rows = users.cpu()
+        (hop1, mask1), (hop2, mask2) = self.inference_context
+        context = (hop1[rows], mask1[rows]), (hop2[rows], mask2[rows])
+        return self.logits(self.context_states("user", users, context, self.top_hop)[0])
+
+    def predict(self, interaction):
+        scores = self.full_sort_predict(interaction)
+        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
+
+    # ----- what a checkpoint holds ------------------------------------------------------------------
+
+    def _is_frozen_llm_key(self, key):
+        return key.startswith("llm.") and "lora_" not in key
+
+    def state_dict(self, *args, **kwargs):
+        """Everything but the frozen backbone, which is reloaded from ``llm_path`` (LoRA weights stay)."""
+        state = super().state_dict(*args, **kwargs)
+        for key in [k for k in state if self._is_frozen_llm_key(k)]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not self._is_frozen_llm_key(k)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"GALRec checkpoint does not fit: missing {missing}, unexpected {result.unexpected_keys}")
+        return result
+
+    def train(self, mode=True):
+        """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train."""
+        super().train(mode)
+        if not self.lora:
+            self.llm.eval()
+        return self

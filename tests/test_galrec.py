@@ -1,0 +1,201 @@
+"""GAL-Rec on ml-100k with the tiny random Llama: losses fall, the queue is MoCo's, neighbours stay in
+the training split, scores are sound and reload identically, ablations drop their terms."""
+
+import numpy as np
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from recbole_llm.config import Config
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.model.galrec import GALRec, KeyQueue
+from recbole_llm.quick_start import load_data_and_model
+from recbole_llm.trainer import GALRecTrainer
+
+
+@pytest.fixture(scope="module")
+def base(tiny_llm_path, tmp_path_factory):
+    return {
+        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
+        "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
+        "epochs": 3, "learning_rate": 0.001, "prompt_batch_size": 32, "users_per_epoch": 320, "queue_size": 64,
+        "momentum": 0.9,  # 30 steps only: a slower key encoder would barely move
+        "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
+    }
+
+
+def build(config_dict):
+    config = Config("GAL-Rec", "ml-100k", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    model = GALRec(config, train._dataset)
+    return config, model, GALRecTrainer(config, model), train, valid, test
+
+
+USERS = {"user_id": torch.arange(1, 65)}
+
+
+@torch.no_grad()
+def fixed_batch_terms(model):
+    """Unweighted loss terms on one fixed batch and neighbour sample, with in-batch negatives only."""
+    model.generator.manual_seed(0)
+    use_queue, model.use_queue = model.use_queue, False
+    terms = {name: value.item() for name, value in model.loss_terms(USERS).items()}
+    model.use_queue = use_queue
+    return terms
+
+
+@pytest.fixture(scope="module")
+def trained(base):
+    """The loss terms after stage 1 only, then the same run trained for ``epochs`` (stage 1 resumed)."""
+    *_, before_trainer, train, valid, _ = build({**base, "epochs": 0})
+    before_trainer.fit(train, valid, saved=False)
+    before = fixed_batch_terms(before_trainer.model)
+    config, model, trainer, train, valid, test = build(base)
+    trainer.fit(train, valid, saved=True)
+    assert trainer.run_dir == before_trainer.run_dir and trainer.stage_seconds_per_epoch["graph"] == []
+    return before, config, model, trainer, train, valid, test
+
+
+def weighted(model, terms):
+    weights = {"L0": 1, "L1": model.lambda1, "L2": model.lambda2, "L3": model.lambda3, "reg": model.lambda4}
+    return sum(weights[name] * value for name, value in terms.items())
+
+
+def test_the_loss_with_every_term_falls(trained):
+    before, _, model, trainer, *_ = trained
+    after = fixed_batch_terms(model)
+    assert set(before) == {"L0", "L1", "L2", "L3", "reg"}
+    assert weighted(model, after) < weighted(model, before) - 1
+    # L1 (user 2-hop vs 0-hop) is left out: the tiny random LM gives every user's 0-hop prompt
+    # nearly the same states, so 30 steps show no reliable trend there.
+    for name in ("L0", "L2", "L3"):
+        assert after[name] < before[name], (name, before[name], after[name])
+    assert len(trainer.stage_seconds_per_epoch["graph_aware"]) == 3
+    # 320 users per epoch in batches of 32: each epoch is 10 steps, not all 943 users.
+    assert trainer.train_loss_dict and all(np.isfinite(v) for v in trainer.train_loss_dict.values())
+
+
+def test_queue_is_fifo_with_wrap_around_and_holds_no_gradient():
+    queue = KeyQueue(size=5, dim=2)
+    assert queue.keys().shape == (0, 2)
+    first = torch.arange(6.0).view(3, 2).requires_grad_()
+    queue.push(first * 1)
+    assert int(queue.pointer) == 3 and queue.keys().shape == (3, 2)
+    second = torch.arange(100.0, 108.0).view(4, 2)
+    queue.push(second)
+    # Five slots: the two newest keys wrapped round over the two oldest.
+    assert int(queue.pointer) == 2 and int(queue.filled) == 5
+    assert torch.equal(queue.buffer, torch.cat([second[2:], first[2:].detach(), second[:2]]))
+    assert not queue.buffer.requires_grad
+    queue.push(torch.full((7, 2), -1.0))  # more keys than slots: the newest five stay
+    assert int(queue.filled) == 5 and (queue.buffer == -1).all()
+
+
+def test_training_fills_queues_with_momentum_keys_and_no_gradient_reaches_them(trained):
+    _, _, model, _, *_ = trained
+    assert all(int(q.filled) == 64 for q in model.queues.values())  # 30 steps x 32 keys wrapped round
+    pointers = {name: int(q.pointer) for name, q in model.queues.items()}
+    key_encoder = [p.clone() for p in model.key_encoder.parameters()]
+    online = [p.detach().clone() for p in model.encoder.parameters()]
+    model.train()
+    model.zero_grad()
+    model.calculate_loss({"user_id": torch.arange(1, 17)}).backward()
+    assert all(int(q.pointer) == (pointers[name] + 16) % 64 for name, q in model.queues.items())
+    assert all(not q.buffer.requires_grad for q in model.queues.values())
+    assert all(p.grad is None and not p.requires_grad for p in model.key_encoder.parameters())
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    for key, old, new in zip(model.key_encoder.parameters(), key_encoder, online):
+        assert torch.allclose(key, model.momentum * old + (1 - model.momentum) * new)
+
+
+def interaction_pairs(dataset):
+    return set(zip(dataset.inter_feat["user_id"].tolist(), dataset.inter_feat["item_id"].tolist()))
+
+
+def test_neighbours_come_from_the_training_split_only(trained):
+    _, _, model, _, train, valid, test = trained
+    train_pairs = interaction_pairs(train.dataset)
+    held_out = interaction_pairs(valid.dataset) | interaction_pairs(test.dataset)
+    users_of = {}
+    for user, item in train_pairs:
+        users_of.setdefault(item, set()).add(user)
+
+    users = torch.arange(1, model.n_users)
+    targets = model.user_items.pick(users, model.generator)
+    samples = [model.sample_context("user", users, model.generator, exclude=targets), model.inference_context]
+    for (hop1, mask1), (hop2, mask2) in samples:
+        hop1, mask1 = hop1[-len(users):], mask1[-len(users):]
+        hop2, mask2 = hop2[-len(users):], mask2[-len(users):]
+        pairs = {(u, i) for u, row, keep in zip(users.tolist(), hop1.tolist(), mask1.tolist())
+                 for i, k in zip(row, keep) if k}
+        assert pairs <= train_pairs and not pairs & held_out
+        assert (mask1.sum(1) > 0).all() and len(pairs) == int(mask1.sum())  # distinct neighbours
+        for u, near, near_mask, far, far_mask in zip(users.tolist(), hop1.tolist(), mask1.tolist(), hop2.tolist(),
+                                                     mask2.tolist()):
+            reachable = set().union(*(users_of[i] for i, k in zip(near, near_mask) if k)) - {u}
+            assert {v for v, k in zip(far, far_mask) if k} <= reachable
+    (hop1, mask1), _ = samples[0]
+    assert not ((hop1 == targets.unsqueeze(1)) & mask1).any()  # the L0 target is held out
+
+    items = torch.arange(1, model.n_items)
+    (hop1, mask1), _ = model.sample_context("item", items, model.generator)
+    pairs = {(u, i) for i, row, keep in zip(items.tolist(), hop1.tolist(), mask1.tolist()) for u, k in zip(row, keep) if k}
+    assert pairs <= train_pairs and not pairs & held_out
+
+
+def test_scores_cover_every_item_and_agree_with_predict(trained):
+    _, _, model, _, train, _, _ = trained
+    users = torch.tensor([1, 2, 3, 500])
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: users})
+        pairs = model.predict({model.USER_ID: users, model.ITEM_ID: torch.tensor([5, 6, 7, 8])})
+        again = model.full_sort_predict({model.USER_ID: users[[3, 0]]})
+    assert scores.shape == (4, train._dataset.item_num)
+    assert torch.isfinite(scores).all()
+    assert torch.allclose(pairs, scores[torch.arange(4), torch.tensor([5, 6, 7, 8])])
+    assert torch.allclose(again, scores[[3, 0]], atol=1e-5)  # fixed inference neighbours, batch-independent
+
+
+def test_checkpoint_holds_no_frozen_backbone_and_reloads_to_identical_scores(trained):
+    _, _, model, trainer, *_ = trained
+    state = torch.load(trainer.saved_model_file, weights_only=False)["state_dict"]
+    assert not any(k.startswith("llm.") for k in state) and "item_text_embedding" not in state
+    assert "queues.user_hop0.buffer" in state and "key_encoder.projection_head.0.weight" in state
+    _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
+    model.load_state_dict(state)  # the best epoch's weights, as RecBole's evaluate loads them
+    users = {model.USER_ID: torch.arange(1, 40)}
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))
+    assert set(trainer.evaluate(trained[-1], load_best_model=False)) >= {"ndcg@10"}
+
+
+@pytest.mark.parametrize("switch, dropped, empty_queues", [
+    ({"use_l1": False}, {"L1"}, {"user_hop0"}),
+    ({"use_l2": False}, {"L2"}, {"user_hop1"}),
+    ({"use_l3": False}, {"L3"}, {"item_hop0", "item_hop1"}),
+    ({"use_hop2": False}, {"L2"}, {"user_hop1", "item_hop1"}),
+    ({"use_queue": False}, set(), {"user_hop0", "user_hop1", "item_hop0", "item_hop1"}),
+])
+def test_ablation_switches_drop_their_terms(base, switch, dropped, empty_queues):
+    model = build({**base, **switch})[1]
+    model.train()
+    terms = model.loss_terms({"user_id": torch.arange(1, 9)})
+    assert set(terms) == {"L0", "L1", "L2", "L3", "reg"} - dropped
+    assert {name for name, queue in model.queues.items() if int(queue.filled) == 0} == empty_queues
+    assert all(int(queue.filled) in (0, 8) for queue in model.queues.values())
+    context = model.sample_context("user", torch.tensor([1]), model.generator)
+    length = model.context_prompts("user", torch.tensor([1]), context, model.top_hop).inputs_embeds.shape[1]
+    two_hop = model.context_prompts("user", torch.tensor([1]), context, 2).inputs_embeds.shape[1]
+    assert (length < two_hop) == ("use_hop2" in switch)
+
+
+def test_bad_values_are_reported_with_the_key(base):
+    with pytest.raises(ConfigValueError, match="n_hop1"):
+        build({**base, "n_hop1": 0})
+    with pytest.raises(ConfigValueError, match="momentum"):
+        build({**base, "momentum": 1.0})
