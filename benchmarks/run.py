@@ -57,7 +57,10 @@ def main(argv=None):
         print(f"No records for {args.dataset} in {store.path}")
         return 1
     protocol_text = (ROOT / args.protocol).read_text() if (ROOT / args.protocol).is_file() else Path(args.protocol).read_text()
-    write_markdown(out / f"{stem}.md", f"{stem} benchmark", records, protocol_text)
+    # Hand-written context for a table (how it was run, what a row means) lives beside the suites.
+    notes_file = ROOT / "benchmarks" / "notes" / f"{stem}.md"
+    notes = notes_file.read_text() if notes_file.is_file() else ""
+    write_markdown(out / f"{stem}.md", f"{stem} benchmark", records, protocol_text, notes=notes)
     metric = args.metric or next(m for m in ("ndcg@10", "hit@10", *records[0]["test"]) if m in records[0]["test"])
     write_chart(out / f"{stem}.png", stem, records, metric)
     print(f"Wrote {out / f'{stem}.md'}, {out / f'{stem}.json'} and {out / f'{stem}.png'}")

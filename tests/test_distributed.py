@@ -65,3 +65,14 @@ def test_user_error_inside_a_rank_reaches_the_caller(glta_config, tmp_path):
     with pytest.raises(ConfigValueError, match="llm_num_layers=5"):
         run("GLTA", "ml-100k", config_dict={**glta_config, "llm_num_layers": 5, "checkpoint_dir": str(tmp_path)},
             nproc=2, port=free_port())
+
+
+def test_galrec_trains_with_two_processes(tiny_llm_path, tmp_path):
+    config = {
+        **COMMON, "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path / "cache"),
+        "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "epochs": 1, "prompt_batch_size": 32,
+        "users_per_epoch": 128, "queue_size": 64,
+    }
+    result = run("GAL-Rec", "ml-100k", config_dict=config, nproc=2, port=free_port())
+    assert 0 < result["test_result"]["ndcg@10"] < 1
+    assert len(result["stage_seconds_per_epoch"]["graph_aware"]) == 1

@@ -20,7 +20,9 @@ Choices where the spec is silent:
   hidden states of a decoder share one large common direction and a few outlier dimensions; raw,
   they would swamp the ID embeddings at initialisation. Unit-norm inputs are also what RecBole-style
   baselines with API text embeddings (RLMRec) receive. Rows without text (padding id 0) stay zero.
-- Linear layers start from Xavier-uniform weights and zero biases, like RecBole's graph models.
+- Linear layers start from Xavier-uniform weights and zero biases, like RecBole's graph models,
+  except that with ``add`` the projection's last layer starts at zero: the model begins as its
+  ID-only base and the text enters as training finds it useful (see ``__init__``).
 """
 
 import torch
@@ -81,6 +83,12 @@ class TextFusion(nn.Module):
             )
         self.fuse = nn.Linear(2 * embedding_size, embedding_size) if self.text_fusion == "concat" else None
         self.apply(xavier_uniform_initialization)
+        if self.fuse is None:
+            # add: the model starts as its ID-only base and learns how much text to add. From a random
+            # projection, HCCF+'s hypergraph (an un-normalised sum over all nodes) summed the shared
+            # direction of the text features into huge scores and never trained (ml-100k NDCG@10 0.008).
+            last = self.projection if self.text_proj == "linear" else self.projection[-1]
+            nn.init.zeros_(last.weight)
 
     def _fused(self, ego, text):
         projected = self.projection(text)

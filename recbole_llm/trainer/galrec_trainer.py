@@ -70,6 +70,7 @@ class GALRecTrainer(GLTATrainer):
             raise ConfigValueError(f"users_per_epoch={users_per_epoch!r} must be an integer >= 1, or ~ for all users.")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._graph_stage(train_data, valid_data, verbose, show_progress)
+        self._rewrap_ddp()
 
         model = self.model
         model.init_head_from_item_tokens()  # replaced by the checkpoint's head when resuming below
