@@ -114,7 +114,7 @@ def run_child(spec):
         "train_s_per_epoch": median(train) if train else 0.0,
         # A multi-stage model's training is all of its stages, not only the epochs of RecBole's fit.
         "train_s_total": sum(sum(v) for v in stages.values()) if stages else sum(train),
-        "stage_s_per_epoch": {k: median(v) for k, v in stages.items()} if stages else None,
+        "stage_s_per_epoch": {k: median(v) for k, v in stages.items() if v} if stages else None,  # skipped stages have none
         "valid_s_per_epoch": median(result["valid_seconds_per_epoch"]) if result["valid_seconds_per_epoch"] else 0.0,
         "eval_s": result["test_seconds"],
         # ru_maxrss is in KiB on Linux.
