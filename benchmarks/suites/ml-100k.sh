@@ -31,15 +31,16 @@ fi
 on_core 0 --seeds 2020,2021,2022 --models GLTA &
 on_core 1 --seeds 2020,2021,2022 --models Pop,EASE,BPR,FastLightGCN,MultiVAE &
 wait
-# One seed: GAL-Rec and a GLTA ablation (core 0); the papers' baselines (core 1).
+# One seed: GAL-Rec and a GLTA ablation (core 0); the papers' baselines, stock LightGCN and NeuMF
+# (core 1).
 on_core 0 --seeds 2020 --models "GALRec[epochs=6],GLTA[user_alignment=False]" &
-on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen" &
+on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen,LightGCN,NeuMF" &
 wait
-# Not yet run (each needs more CPU time than one session had): stock LightGCN (same scores as
-# FastLightGCN, 2.6x slower on ml-100k), NeuMF, the remaining GLTA ablations and head modes.
+# Not yet run (more CPU time than one session had): seeds 2021-2022 of the one-seed rows, GLTA
+# without item-text alignment, GLTA's head modes and its profile/prediction texts.
 if [[ "${MORE:-0}" == 1 ]]; then
   on_core 0 --seeds 2020 --models "GLTA[item_alignment=False],GLTA[gllm_head=tied],GLTA[gllm_head=linear],GLTA[use_profile=True,use_prediction=True]" &
-  on_core 1 --seeds 2020,2021,2022 --models LightGCN,NeuMF &
+  on_core 1 --seeds 2021,2022 --models "LightGCN,NeuMF,LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen" &
   wait
 fi
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
