@@ -33,13 +33,13 @@ on_core 1 --seeds 2020,2021,2022 --models Pop,EASE,BPR,FastLightGCN,MultiVAE &
 wait
 # One seed: GAL-Rec and a GLTA ablation (core 0); the papers' baselines, stock LightGCN and NeuMF
 # (core 1).
-on_core 0 --seeds 2020 --models "GALRec[epochs=6],GLTA[user_alignment=False]" &
-on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen,LightGCN,NeuMF" &
+on_core 0 --seeds 2020 --models "GALRec[epochs=6],GLTA[user_alignment=False],GLTA[item_alignment=False]" &
+on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen,LightGCN,NeuMF,GLTA[gllm_head=tied]" &
 wait
 # Not yet run (more CPU time than one session had): seeds 2021-2022 of the one-seed rows, GLTA
 # without item-text alignment, GLTA's head modes and its profile/prediction texts.
 if [[ "${MORE:-0}" == 1 ]]; then
-  on_core 0 --seeds 2020 --models "GLTA[item_alignment=False],GLTA[gllm_head=tied],GLTA[gllm_head=linear],GLTA[use_profile=True,use_prediction=True]" &
+  on_core 0 --seeds 2020 --models "GLTA[gllm_head=linear],GLTA[use_profile=True,use_prediction=True]" &
   on_core 1 --seeds 2021,2022 --models "LightGCN,NeuMF,LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen" &
   wait
 fi
