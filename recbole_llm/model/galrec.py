@@ -84,6 +84,7 @@ from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
@@ -197,7 +198,7 @@ class GraphTokenEncoder(nn.Module):
         return dict(zip(TASK_TOKENS, self.task_tokens.unsqueeze(1)))
 
 
-class GALRec(GeneralRecommender):
+class GALRec(FrozenBackboneMixin, GeneralRecommender):
     # The graph stage trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
@@ -437,29 +438,3 @@ class GALRec(GeneralRecommender):
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)
         return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
-
-    # ----- what a checkpoint holds ------------------------------------------------------------------
-
-    def _is_frozen_llm_key(self, key):
-        return key.startswith("llm.") and "lora_" not in key
-
-    def state_dict(self, *args, **kwargs):
-        """Everything but the frozen backbone, which is reloaded from ``llm_path`` (LoRA weights stay)."""
-        state = super().state_dict(*args, **kwargs)
-        for key in [k for k in state if self._is_frozen_llm_key(k)]:
-            del state[key]
-        return state
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if not self._is_frozen_llm_key(k)]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"GALRec checkpoint does not fit: missing {missing}, unexpected {result.unexpected_keys}")
-        return result
-
-    def train(self, mode=True):
-        """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train."""
-        super().train(mode)
-        if not self.lora:
-            self.llm.eval()
-        return self

@@ -47,10 +47,11 @@ from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
 from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
 from recbole_llm.model.item_head import GLLMHead
 
 
-class GLTA(GeneralRecommender):
+class GLTA(FrozenBackboneMixin, GeneralRecommender):
     # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
@@ -191,30 +192,3 @@ class GLTA(GeneralRecommender):
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)
         return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
-
-    # ----- what a checkpoint holds ------------------------------------------------------------------
-
-    def _is_frozen_llm_key(self, key):
-        return key.startswith("llm.") and "lora_" not in key
-
-    def state_dict(self, *args, **kwargs):
-        """Everything but the frozen backbone, which is reloaded from ``llm_path`` (LoRA weights stay)."""
-        state = super().state_dict(*args, **kwargs)
-        for key in [k for k in state if self._is_frozen_llm_key(k)]:
-            del state[key]
-        return state
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if not self._is_frozen_llm_key(k)]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"GLTA checkpoint does not fit: missing {missing}, unexpected {result.unexpected_keys}")
-        return result
-
-    def train(self, mode=True):
-        """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train or gradient
-        checkpointing is on (transformers only checkpoints layers in training mode)."""
-        super().train(mode)
-        if not (self.lora or getattr(self.llm, "is_gradient_checkpointing", False)):
-            self.llm.eval()
-        return self
