@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from statistics import mean, median, stdev
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the child process runs this file as a script, from any install
@@ -158,9 +160,37 @@ class RecordStore:
             atomic_write(self.path, lambda f: json.dump(self.records, f, indent=1), mode="w")
 
 
+def tuning_twin(tuning_store, model, dataset, protocol, seed):
+    """The tuning run that *is* the tuned ``model`` on ``seed``, or None.
+
+    ``tune.py`` trains every grid point on the protocol with seed 2020 and writes the best point's
+    values to ``properties/benchmark/<dataset>/<Model>.yaml``. The benchmark's plain ``Model`` row
+    with that seed is then the same run (same protocol, same values, same seed, deterministic), so
+    it is taken from the tuning store instead of being trained a second time.
+    """
+    tuned_file = TUNED_DIR / dataset / f"{model}.yaml"
+    if tuning_store is None or not tuned_file.is_file():
+        return None
+    tuned = yaml.safe_load(tuned_file.read_text()) or {}
+    for record in tuning_store.read():
+        if record["model"] != model or record["seed"] != seed or record["dataset"] != dataset:
+            continue
+        if record["config_files"] != [str(protocol)]:
+            continue
+        values = {item[2:].split("=", 1)[0]: yaml.safe_load(item[2:].split("=", 1)[1])
+                  for item in parse_row(record["label"])[1]}
+        if values == tuned:
+            return record
+    return None
+
+
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
-             progress=print):
-    """Run every (row, seed) not yet in ``store``, each in its own process; returns the store."""
+             progress=print, tuning_store=None):
+    """Run every (row, seed) not yet in ``store``, each in its own process; returns the store.
+
+    With ``tuning_store``, a plain ``Model`` row whose tuned grid point was already trained on this
+    seed (``tuning_twin``) is copied from it, marked ``reused_from``, instead of being run again.
+    """
     todo = [(row, seed) for row in rows for seed in seeds]
     log_dir = Path(log_dir or ROOT / "log" / "benchmarks" / dataset)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +205,14 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
                 "config_files": config_files, "data_path": data_path,
                 "command": single_run_command(model, dataset, config_files, seed, overrides, data_path),
                 "harness_command": harness_command}
+        twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not overrides else None
+        if twin is not None:
+            record = {**twin, "label": row, "config_files": config_files, "command": spec["command"],
+                      "reused_from": {"label": twin["label"], "store": os.path.relpath(tuning_store.path, ROOT),
+                                      "command": twin["command"], "harness_command": twin["harness_command"]}}
+            store.add(record)
+            progress(f"{tag}: the tuning run {twin['label']} (same values and seed), copied")
+            continue
         safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", row)
         log_path = log_dir / f"{safe}-{seed}.log"
         progress(f"{tag}: running (log: {os.path.relpath(log_path)})")

@@ -43,6 +43,8 @@ def main(argv=None):
     parser.add_argument("--name", default=None, help="file stem instead of the dataset name")
     parser.add_argument("--metric", default=None, help="metric of the chart (default ndcg@10, else hit@10)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the table and chart")
+    parser.add_argument("--rerun-tuned", action="store_true",
+                        help="train a tuned Model row again even when tune.py already ran its values on that seed")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -51,7 +53,8 @@ def main(argv=None):
     if not args.report_only:
         command = "python benchmarks/run.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
         run_rows(split_rows(args.models), args.dataset, args.protocol, [int(s) for s in args.seeds.split(",")],
-                 store, data_path=args.data_path, harness_command=command)
+                 store, data_path=args.data_path, harness_command=command,
+                 tuning_store=None if args.rerun_tuned else RecordStore(out / "tuning" / f"{args.dataset}.json"))
     records = [r for r in store.read() if r["dataset"] == args.dataset]
     if not records:
         print(f"No records for {args.dataset} in {store.path}")

@@ -116,3 +116,15 @@ def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
     assert yaml.safe_load(tuned.read_text()) == {"reg_weight": float(best["label"].split("=")[1].rstrip("]"))}
     assert "Grid results:" in tuned.read_text() and "| EASE[reg_weight=1.0] |" in (out / "ml-100k.md").read_text()
     assert benchmarks.harness.run_config_files(str(protocol), "ml-100k", "EASE")[-1].endswith("EASE.yaml")
+
+    # The benchmark's plain EASE row on the tuning seed is that same run: copied, not trained again.
+    store = RecordStore(tmp_path / "results.json")
+    lines = []
+    run_rows(["EASE"], "ml-100k", str(protocol), [2020], store, log_dir=tmp_path / "logs",
+             tuning_store=RecordStore(out / "ml-100k.json"), progress=lines.append)
+    (record,) = store.read()
+    assert record["label"] == "EASE" and record["reused_from"]["label"] == best["label"]
+    assert record["test"] == best["test"] and record["command"].endswith("--seed=2020")
+    assert "EASE.yaml" in record["command"] and "copied" in lines[-1]
+    tuned.write_text("reg_weight: 3.0\n")  # values no tuning run had: nothing to reuse
+    assert benchmarks.harness.tuning_twin(RecordStore(out / "ml-100k.json"), "EASE", "ml-100k", str(protocol), 2020) is None

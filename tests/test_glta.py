@@ -64,7 +64,7 @@ def test_checkpoint_holds_no_frozen_backbone_and_reloads_to_identical_scores(tra
     _, model, trainer, _, _, _ = trained
     state = torch.load(trainer.saved_model_file, weights_only=False)["state_dict"]
     assert not any(k.startswith("llm.") for k in state)
-    assert "item_graph_embedding" in state and "gllm_head.linear.weight" in state
+    assert "item_graph_embedding" in state and "gllm_head.bias" in state  # the default tied head
     _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
     model.load_state_dict(state)  # the best epoch's weights, as RecBole's evaluate loads them
     users = {model.USER_ID: torch.arange(1, 40)}
@@ -137,3 +137,21 @@ def test_profile_and_prediction_texts_are_generated_once_and_cached(base, tmp_pa
     assert build(config_dict)[1].predictions == model.predictions
     batch = model.user_prompts(torch.tensor([1]), [model.inference_history[1]])
     assert batch.positions["out"].shape == (1, model.user_alignment_targets)
+
+
+def test_other_head_modes_train_and_score(base, tmp_path):
+    similarity = {}
+    for head in ("item_tokens", "linear"):
+        config_dict = {**base, "checkpoint_dir": str(tmp_path / head), "gllm_head": head, "graph_epochs": 1,
+                       "item_alignment_epochs": 2, "item_alignment_lr": 0.002, "user_alignment_epochs": 1}
+        _, model, trainer, train, valid, _ = build(config_dict)
+        trainer.fit(train, valid)
+        losses = trainer.stage_loss_per_epoch["item_alignment"]
+        assert losses[-1] < losses[0], (head, losses)
+        with torch.no_grad():
+            scores = model.full_sort_predict({model.USER_ID: torch.arange(1, 5)})
+            tokens = model.item_projector(model.item_graph_embedding)
+            similarity[head] = torch.nn.functional.cosine_similarity(model.gllm_head.linear.weight, tokens).mean()
+        assert scores.shape == (4, train._dataset.item_num) and torch.isfinite(scores).all()
+    # item_tokens starts the head at P_i(E_i) and training moves it; a fresh linear head is unrelated to it
+    assert similarity["item_tokens"] > similarity["linear"].abs() + 0.1, similarity

@@ -32,8 +32,10 @@ Choices where the paper is silent (each a config key):
   subset of at most ``max_history`` training items per user.
 - The prompts use the backbone's own chat format (SmolLM2: ChatML) with the paper's instructions;
   the paper's LLaMA-2 ``[INST] <<SYS>>`` wrapper is what a LLaMA-2 chat template renders.
-- ``gllm_head``: ``item_tokens`` (default) initialises the head from P_i(E_i) before stage 2;
-  ``linear`` starts fresh; ``tied`` computes logits against P_i(E_i) at every step.
+- ``gllm_head``: ``tied`` (default) computes logits against P_i(E_i) at every step (in stage 3,
+  where P_i is frozen, only its per-item bias trains); ``item_tokens`` initialises a Linear head
+  from P_i(E_i) before stage 2; ``linear`` starts fresh. The spec asks which works better: on
+  ml-100k ``tied`` reached test NDCG@10 0.2306 against 0.1661 (``item_tokens``), seed 2020.
 """
 
 import numpy as np
