@@ -13,7 +13,7 @@ from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.model.graph import lightgcn_propagate, split_users_items
-from recbole_llm.model.text_fusion import _normalised
+from recbole_llm.model.text_fusion import centred_unit_rows
 
 
 def register_profile_embeddings(model, config, dataset):
@@ -27,8 +27,8 @@ def register_profile_embeddings(model, config, dataset):
     InfoNCE. The official code's API embeddings need no such step.
     """
     user_text, item_text = text_embeddings(dataset, config)
-    model.register_buffer("user_profile_embedding", _normalised(user_text).to(model.device), persistent=False)
-    model.register_buffer("item_profile_embedding", _normalised(item_text).to(model.device), persistent=False)
+    model.register_buffer("user_profile_embedding", centred_unit_rows(user_text).to(model.device), persistent=False)
+    model.register_buffer("item_profile_embedding", centred_unit_rows(item_text).to(model.device), persistent=False)
     return user_text.shape[1]
 
 

@@ -37,7 +37,7 @@ TEXT_PROJECTIONS = ("linear", "mlp")
 TEXT_FUSIONS = ("add", "concat")
 
 
-def _normalised(vectors):
+def centred_unit_rows(vectors):
     """Centre the rows that have text, then scale every row to unit L2 norm; zero rows stay zero."""
     has_text = vectors.abs().sum(dim=1) > 0
     if not has_text.any():
@@ -70,8 +70,8 @@ class TextFusion(nn.Module):
             )
 
         user_text, item_text = text_embeddings(dataset, config)
-        self.register_buffer("user_text", _normalised(user_text), persistent=False)
-        self.register_buffer("item_text", _normalised(item_text), persistent=False)
+        self.register_buffer("user_text", centred_unit_rows(user_text), persistent=False)
+        self.register_buffer("item_text", centred_unit_rows(item_text), persistent=False)
 
         text_size = item_text.shape[1]
         if self.text_proj == "linear":
