@@ -13,11 +13,16 @@ COST_COLUMNS = [
 
 
 def group_by_label(records):
-    """Records grouped by row label, in first-seen order."""
+    """Records grouped by row label: models in first-seen order, each model's plain row before its variants."""
     groups = OrderedDict()
     for record in records:
         groups.setdefault(record["label"], []).append(record)
-    return groups
+    model_of = {label: label.split("[", 1)[0] for label in groups}
+    model_order = {}
+    for label in groups:
+        model_order.setdefault(model_of[label], len(model_order))
+    ordered = sorted(groups.items(), key=lambda item: (model_order[model_of[item[0]]], item[0] != model_of[item[0]]))
+    return OrderedDict(ordered)
 
 
 def mean_std(values):

@@ -128,3 +128,8 @@ def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
     assert "EASE.yaml" in record["command"] and "copied" in lines[-1]
     tuned.write_text("reg_weight: 3.0\n")  # values no tuning run had: nothing to reuse
     assert benchmarks.harness.tuning_twin(RecordStore(out / "ml-100k.json"), "EASE", "ml-100k", str(protocol), 2020) is None
+
+
+def test_table_puts_each_models_plain_row_before_its_variants():
+    table = markdown_table([record("A[x=1]", 1, 0.1), record("B", 1, 0.2), record("A", 1, 0.3), record("B[y=2]", 1, 0.4)])
+    assert [line.split(" | ")[0][2:] for line in table.splitlines()[2:]] == ["A", "A[x=1]", "B", "B[y=2]"]
