@@ -47,8 +47,7 @@ wait
 on_core 1 --seeds 2020,2021,2022 --models "EASE[reg_weight=250.0],FastLightGCN[learning_rate=0.001,reg_weight=1e-5]"
 on_core 1 --seeds 2020 --models "LightGCN[learning_rate=0.001,reg_weight=1e-5]"
 # Not yet run (more CPU time than one session had): GLTA's linear head and profile/prediction
-# texts, seeds 2021-2022 of the one-seed rows. (GLTA seed 2022 and GLTA[item_alignment=False] with
-# the tied head were still running when the last table was written.)
+# texts, seeds 2021-2022 of the one-seed rows.
 if [[ "${MORE:-0}" == 1 ]]; then
   on_core 1 --seeds 2020 --models "GLTA[gllm_head=linear],GLTA[use_profile=True,use_prediction=True]" &
   wait
