@@ -48,6 +48,11 @@ def parse_row(label):
     return match["model"].strip(), [f"--{item}" for item in overrides]
 
 
+def row_values(label):
+    """``"M[lr=0.01,reg=1e-5]"`` -> ``{"lr": "0.01", "reg": "1e-5"}``: a row's overrides as written."""
+    return dict(item[2:].split("=", 1) for item in parse_row(label)[1])
+
+
 def run_config_files(protocol, dataset, model):
     """The protocol file, then the model's tuned file for this dataset if there is one."""
     files = [str(protocol)]
@@ -177,9 +182,7 @@ def tuning_twin(tuning_store, model, dataset, protocol, seed):
             continue
         if record["config_files"] != [str(protocol)]:
             continue
-        values = {item[2:].split("=", 1)[0]: yaml.safe_load(item[2:].split("=", 1)[1])
-                  for item in parse_row(record["label"])[1]}
-        if values == tuned:
+        if {k: yaml.safe_load(v) for k, v in row_values(record["label"]).items()} == tuned:
             return record
     return None
 

@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import ROOT, TUNED_DIR, RecordStore, parse_row, run_rows  # noqa: E402
+from benchmarks.harness import ROOT, TUNED_DIR, RecordStore, row_values, run_rows  # noqa: E402
 from benchmarks.report import write_markdown  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main(argv=None):
 
     runs = [r for r in store.read() if r["label"] in rows and r["seed"] == args.seed]
     best = max(runs, key=lambda r: r["valid"][valid_key])
-    chosen = dict(item[2:].split("=", 1) for item in parse_row(best["label"])[1])
+    chosen = row_values(best["label"])
     header = [f"Tuned on the validation split ({valid_key}, seed {args.seed}) by:", f"  {command}", "Grid results:"]
     header += [f"  {r['label']}: valid {valid_key} {r['valid'][valid_key]:.4f}" for r in sorted(runs, key=lambda r: r["label"])]
     tuned_file.parent.mkdir(parents=True, exist_ok=True)
