@@ -1,6 +1,7 @@
 """config -> dataset -> split -> model -> trainer -> fit/evaluate, for plugin and stock models alike."""
 
 import logging
+import os
 import time
 from logging import getLogger
 
@@ -115,7 +116,12 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     if nproc == 1 and world_size <= 0:
         return run_recbole_llm(model, dataset, config_file_list, config_dict, saved, cmd_args)
 
-    Config(model, dataset, config_file_list, config_dict, cmd_args)  # reports bad input before any process starts
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)  # reports bad input before any process starts
+    # RecBole's init_logger checks for ./log/<model> and then creates it; ranks started together race
+    # on that check (FileExistsError in the loser), so the parent creates it once before they start.
+    # The trainer's checkpoint directory has the same check-then-create.
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     config_dict = {
         **(config_dict or {}),
         "world_size": nproc if world_size == -1 else world_size,

@@ -17,6 +17,13 @@ COMMON = {"show_progress": False, "state": "WARNING", "metrics": ["Recall", "NDC
           "valid_metric": "NDCG@10"}
 
 
+@pytest.fixture(autouse=True)
+def fresh_working_directory(tmp_path, monkeypatch):
+    # No ./log yet, as on a fresh clone: every rank's logger then creates ./log/<model> at the same
+    # moment, which raced (FileExistsError) until the parent created the folder first.
+    monkeypatch.chdir(tmp_path)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
