@@ -5,7 +5,9 @@ A *row* is a model name with optional config overrides, written ``Model`` or
 (row, seed) runs in a fresh Python process through ``recbole_llm.quick_start.run_recbole_llm``,
 so its peak resident memory is its own and a crash cannot take the harness down. Records go to
 ``results/<dataset>.json`` (or another store), rewritten atomically after every run, so a killed
-harness loses at most the run in flight and a rerun skips every finished (row, seed).
+harness loses at most the run in flight and a rerun skips every finished (row, seed). A run keeps
+its checkpoints in a fixed folder beside the store until its record is written, so a killed GLTA
+or GAL-Rec run resumes from its last completed stage or epoch on the rerun (marked ``resumed``).
 
 Per-dataset tuned hyper-parameters live in ``properties/benchmark/<dataset>/<Model>.yaml`` and are
 added to every run of that model on that dataset (see ``tune.py``, which writes them).
@@ -18,6 +20,7 @@ import platform
 import re
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,16 +99,34 @@ def environment():
     return device, versions
 
 
+def safe_name(row):
+    """A row label as a file name: ``LightGCN+[lr=0.01]`` -> ``LightGCN_lr=0.01_``."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", row)
+
+
+def checkpoint_dir_of(store_path, row, seed):
+    """Where one (row, seed) run of a store keeps its checkpoints while it runs (next to the store, hidden)."""
+    store_path = Path(store_path)
+    return store_path.with_name(f".{store_path.stem}.checkpoints") / f"{safe_name(row)}-{seed}"
+
+
 def run_child(spec):
     """Body of the child process: one training run; returns its record."""
     from recbole_llm.quick_start import run_recbole_llm
 
-    with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as checkpoint_dir:
-        config_dict = {"seed": spec["seed"], "checkpoint_dir": checkpoint_dir, "show_progress": False}
-        if spec["data_path"]:
-            config_dict["data_path"] = spec["data_path"]
-        result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
-                                 config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
+    # One fixed folder per (dataset, row, seed), removed once the record is written: a killed run of a
+    # multi-stage model (GLTA, GAL-Rec) leaves its stage checkpoints there, and the next harness run
+    # of the same row resumes from its last completed stage or epoch instead of starting over.
+    # A spec without one (written by hand) gets a temporary folder.
+    checkpoint_dir = Path(spec.get("checkpoint_dir") or tempfile.mkdtemp(prefix="bench-ckpt-"))
+    # GLTA's and GAL-Rec's trainers keep stage*.pth and *_latest.pth; stock models start over.
+    resumed = any(checkpoint_dir.glob("*/stage*.pth")) or any(checkpoint_dir.glob("*/*_latest.pth"))
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    config_dict = {"seed": spec["seed"], "checkpoint_dir": str(checkpoint_dir), "show_progress": False}
+    if spec["data_path"]:
+        config_dict["data_path"] = spec["data_path"]
+    result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
+                             config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
     device, versions = environment()
     train = result["train_seconds_per_epoch"]
     stages = result["stage_seconds_per_epoch"]
@@ -135,6 +156,8 @@ def run_child(spec):
         "command": spec["command"],
         "harness_command": spec["harness_command"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # A resumed run's seconds and peak memory cover only the stages and epochs it trained itself.
+        "resumed": resumed,
     }
 
 
@@ -207,7 +230,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
         spec = {"label": row, "model": model, "dataset": dataset, "seed": seed, "overrides": overrides,
                 "config_files": config_files, "data_path": data_path,
                 "command": single_run_command(model, dataset, config_files, seed, overrides, data_path),
-                "harness_command": harness_command}
+                "harness_command": harness_command, "checkpoint_dir": str(checkpoint_dir_of(store.path, row, seed))}
         twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not overrides else None
         if twin is not None:
             record = {**twin, "label": row, "config_files": config_files, "command": spec["command"],
@@ -216,8 +239,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
             store.add(record)
             progress(f"{tag}: the tuning run {twin['label']} (same values and seed), copied")
             continue
-        safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", row)
-        log_path = log_dir / f"{safe}-{seed}.log"
+        log_path = log_dir / f"{safe_name(row)}-{seed}.log"
         progress(f"{tag}: running (log: {os.path.relpath(log_path)})")
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -230,6 +252,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
                 raise RuntimeError(f"{tag} failed (exit {done.returncode}); see {log_path}")
             record = json.loads(result_path.read_text())
         store.add(record)
+        shutil.rmtree(spec["checkpoint_dir"], ignore_errors=True)
         key = next((k for k in ("ndcg@10", "hit@10") if k in record["test"]), next(iter(record["test"])))
         progress(f"{tag}: {key}={record['test'][key]:.4f}, best epoch {record['best_epoch']}, "
                  f"{record['train_s_per_epoch']:.2f} s/epoch, {time.perf_counter() - start:.0f} s")

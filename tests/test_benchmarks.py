@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks.harness import RecordStore, parse_row, run_rows
+from benchmarks.harness import RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows
 from benchmarks.report import markdown_table
 from benchmarks.run import main, split_rows
 
@@ -80,6 +80,8 @@ def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
              RecordStore(tmp_path / "results" / "ml-100k.json"), progress=messages.append)
     assert all(message.endswith("done earlier, skipped") for message in messages)
 
+    assert not any((tmp_path / "results" / ".ml-100k.checkpoints").iterdir())  # finished runs leave no checkpoints
+
     table = (tmp_path / "results" / "ml-100k.md").read_text()
     assert "| Pop | 2 |" in table and "python benchmarks/run.py" in table and "python run_recbole_llm.py" in table
     assert (tmp_path / "results" / "ml-100k.png").stat().st_size > 10_000
@@ -133,3 +135,21 @@ def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
 def test_table_puts_each_models_plain_row_before_its_variants():
     table = markdown_table([record("A[x=1]", 1, 0.1), record("B", 1, 0.2), record("A", 1, 0.3), record("B[y=2]", 1, 0.4)])
     assert [line.split(" | ")[0][2:] for line in table.splitlines()[2:]] == ["A", "A[x=1]", "B", "B[y=2]"]
+
+
+def test_killed_multi_stage_run_resumes_from_its_checkpoints(tmp_path, tiny_llm_path):
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    tiny = [f"--llm_path={tiny_llm_path}", "--llm_num_layers=~", f"--llm_cache_dir={tmp_path / 'cache'}",
+            "--graph_epochs=1", "--item_alignment_epochs=1", "--item_alignment_batch_size=32",
+            "--user_alignment_batch_size=64", "--max_history=10"]
+    spec = {"label": "GLTA", "model": "GLTA", "dataset": "ml-100k", "seed": 1, "config_files": [str(protocol)],
+            "data_path": None, "command": "c", "harness_command": "h",
+            "checkpoint_dir": str(checkpoint_dir_of(tmp_path / "r.json", "GLTA", 1))}
+    # The run's process ends after its first stage-3 epoch, before the parent removes the folder (a kill)...
+    first = run_child({**spec, "overrides": tiny + ["--user_alignment_epochs=1"]})
+    assert not first["resumed"] and set(first["stage_s_per_epoch"]) == {"graph", "item_alignment", "user_alignment"}
+    # ... and the next run of the same (row, seed) trains only what is left: the second stage-3 epoch.
+    second = run_child({**spec, "overrides": tiny + ["--user_alignment_epochs=2"]})
+    assert second["resumed"] and set(second["stage_s_per_epoch"]) == {"user_alignment"}
+    assert second["epochs_trained"] == 1
