@@ -136,3 +136,65 @@ def test_unknown_name_raises(llama):
     batch = _builder(llama).build([["the user", Soft(torch.randn(1, H), "user")]])
     with pytest.raises(KeyError, match="'item'.*'user'"):
         hidden_at(llama[0], batch, "item")
+
+
+def _shared_start_prompts():
+    """Three prompts opening with the same instruction, then soft tokens of different lengths."""
+    torch.manual_seed(1)
+    return [
+        ["Select items interacted by the user. User token: ", Soft(torch.randn(n, H)), " Answer: ", Soft(torch.randn(2, H), "slot")]
+        for n in (1, 4, 2)
+    ]
+
+
+def _all_states(model, batch):
+    batch.positions["all"] = torch.arange(batch.attention_mask.shape[1]).expand_as(batch.attention_mask)
+    return hidden_at(model, batch, "all")
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_shared_start_runs_once_with_the_same_states(request, monkeypatch, architecture, padding_side):
+    import recbole_llm.llm.prompt as prompt_module
+
+    lm = request.getfixturevalue(architecture)
+    model, tokenizer = lm
+    batch = _builder(lm, padding_side).build(_shared_start_prompts())
+    instruction = tokenizer("Select items interacted by the user. User token: ", add_special_tokens=False).input_ids
+    assert batch.shared_length == 1 + len(instruction)  # BOS + the instruction
+
+    calls = []
+    once = prompt_module._hidden_with_shared_part_once
+    monkeypatch.setattr(prompt_module, "_hidden_with_shared_part_once", lambda *a: calls.append(1) or once(*a))
+    with torch.no_grad():
+        shared_once = _all_states(model, batch)
+        monkeypatch.setattr(prompt_module, "_runs_shared_part_once", lambda *a: False)
+        one_pass = _all_states(model, batch)
+    assert calls == [1]
+    real = batch.attention_mask.bool()
+    torch.testing.assert_close(shared_once[real], one_pass[real], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_start_gives_lora_and_soft_tokens_the_same_gradients(tiny_llm_path, monkeypatch):
+    import recbole_llm.llm.prompt as prompt_module
+
+    causal, tokenizer = load_backbone({"llm_path": tiny_llm_path, "lora_r": 2}, causal_lm=True)
+    lora = [p for p in causal.parameters() if p.requires_grad]
+    torch.manual_seed(0)
+    for p in lora:  # LoRA's B starts at zero; give every adapter weight a value so gradients differ from 0
+        p.data.normal_(0, 0.1)
+    builder = PromptBuilder(tokenizer, causal.get_input_embeddings())
+
+    def gradients():
+        prompts = _shared_start_prompts()
+        soft = [segment.embeds.requires_grad_() for prompt in prompts for segment in prompt if isinstance(segment, Soft)]
+        causal.zero_grad()
+        hidden_at(causal, builder.build(prompts), "slot").square().sum().backward()
+        return [p.grad.clone() for p in lora] + [s.grad for s in soft]
+
+    shared_once = gradients()
+    monkeypatch.setattr(prompt_module, "_runs_shared_part_once", lambda *a: False)
+    one_pass = gradients()
+    assert all(g.abs().sum() > 0 for g in shared_once)
+    for a, b in zip(shared_once, one_pass):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -281,3 +281,10 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
 def llm_hidden_size(model: PreTrainedModel) -> int:
     """Width of the backbone's last hidden states (what item heads read)."""
     return model.config.hidden_size
+
+
+def activation_checkpointing(model) -> bool:
+    """Whether gradient (activation) checkpointing is on in ``model`` or the model it wraps."""
+    # transformers 5 renamed is_gradient_checkpointing (now a deprecated alias) to is_activation_checkpointing.
+    on = getattr(model, "is_activation_checkpointing", None)  # peft's wrapper forwards the attribute
+    return bool(getattr(model, "is_gradient_checkpointing", False) if on is None else on)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import torch
 from peft import PeftModel
 from torch import Tensor, nn
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from recbole_llm.llm.backbone import activation_checkpointing
 
 
 @dataclass
@@ -41,12 +44,16 @@ class PromptBatch:
     ``position_ids`` count real tokens only, so a prompt gets the same positions, hence the same
     hidden states, whatever padding the batch adds. ``positions[name]`` [B, n] holds the indices
     into the sequence dimension of the soft tokens named ``name``, in prompt order.
+
+    The first ``shared_length`` real tokens are the same in every prompt (the BOS and the template
+    text before the first placeholder), so ``hidden_at`` can run them once for the whole batch.
     """
 
     inputs_embeds: Tensor
     attention_mask: Tensor
     position_ids: Tensor
     positions: dict[str, Tensor]
+    shared_length: int = 0
 
 
 class PromptBuilder:
@@ -55,7 +62,8 @@ class PromptBuilder:
     Text is tokenized once per distinct string (template pieces repeat in every prompt, so token
     ids are cached for the builder's lifetime), embedded with a single lookup, and gathered with
     the soft tokens into the batch by one indexing operation. Padding rows are zero vectors; the
-    attention mask hides them.
+    attention mask hides them. The BOS and a text segment that starts every prompt of the batch
+    are its shared part (``PromptBatch.shared_length``), which ``hidden_at`` runs once.
     """
 
     def __init__(
@@ -111,6 +119,11 @@ class PromptBuilder:
         rows.append(weight.new_zeros(1, weight.shape[1]))
         table = torch.cat(rows)
 
+        shared = len(self.prefix_ids)
+        first = prompts[0][0] if prompts and prompts[0] else None
+        if isinstance(first, str) and all(prompt and prompt[0] == first for prompt in prompts):
+            shared += len(self._token_ids[first])
+
         seq_len = max(len(index) for index in indices)
         gather = torch.full((len(prompts), seq_len), next_row, dtype=torch.long)
         offsets = []
@@ -125,6 +138,7 @@ class PromptBuilder:
             attention_mask=attention_mask,
             position_ids=(attention_mask.cumsum(dim=1) - 1).clamp(min=0),
             positions=self._positions(named, offsets, weight.device),
+            shared_length=shared,
         )
 
     @staticmethod
@@ -153,17 +167,89 @@ def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
         raise KeyError(f"No soft segment named {name!r} in this batch; it has {sorted(batch.positions)}")
     model = backbone.get_base_model() if isinstance(backbone, PeftModel) else backbone
     model = model.base_model
-    inputs = {"inputs_embeds": batch.inputs_embeds, "attention_mask": batch.attention_mask}
-    # Relative-position encoders (T5) take no position_ids; decoders would build a KV cache otherwise.
     parameters = inspect.signature(model.forward).parameters
-    if "position_ids" in parameters:
-        inputs["position_ids"] = batch.position_ids
-    if "use_cache" in parameters:
-        inputs["use_cache"] = False
-    hidden = model(**inputs).last_hidden_state
+    size, length = batch.attention_mask.shape
+    if 1 < batch.shared_length < length and size > 1 and _runs_shared_part_once(model, parameters):
+        hidden = _hidden_with_shared_part_once(model, batch)
+    else:
+        inputs = {"inputs_embeds": batch.inputs_embeds, "attention_mask": batch.attention_mask}
+        # Relative-position encoders (T5) take no position_ids; decoders would build a KV cache otherwise.
+        if "position_ids" in parameters:
+            inputs["position_ids"] = batch.position_ids
+        if "use_cache" in parameters:
+            inputs["use_cache"] = False
+        hidden = model(**inputs).last_hidden_state
     positions = batch.positions[name]
     rows = torch.arange(len(positions), device=positions.device).unsqueeze(1)
     return hidden[rows, positions]
+
+
+def _runs_shared_part_once(model: nn.Module, parameters) -> bool:
+    """Whether ``model`` is a causal decoder whose KV cache can carry the batch's shared part.
+
+    Causal, because a token's state must not depend on what follows it (a bidirectional encoder
+    would see the rest); no gradient checkpointing, whose recomputation would grow the cache twice.
+    """
+    config = model.config
+    causal = (
+        not getattr(config, "is_encoder_decoder", False)
+        and config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES  # BERT-likes: bidirectional unless is_decoder
+    )
+    return (
+        causal
+        and {"past_key_values", "position_ids", "use_cache"} <= set(parameters)
+        and not activation_checkpointing(model)
+    )
+
+
+def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch) -> Tensor:
+    """Last hidden states [B, L, h] with the shared first tokens run once, not once per prompt.
+
+    Every prompt of the batch starts with the same ``shared_length`` tokens (the chat template and
+    instruction: 22 of GLTA's 55-token user prompts), and in a causal decoder their states, keys
+    and values do not depend on what follows. One forward of them (batch 1) fills a KV cache,
+    repeated over the batch; the rest of every prompt (still padded on its side) runs on top of it
+    with its attention mask and position ids, and the states go back to the batch's layout. Every
+    state equals the one-pass forward's up to float rounding, and gradients reach LoRA weights
+    through the cache as they would through the one pass.
+    """
+    shared, (size, length) = batch.shared_length, batch.attention_mask.shape
+    steps = torch.arange(length, device=batch.attention_mask.device)
+    # Padding before prompt b (left padding) is its first real position; right padding gives 0.
+    offset = (batch.attention_mask == 0).long().cumprod(dim=1).sum(dim=1, keepdim=True)
+    before = steps < offset
+    # The rest of prompt b, keeping its padding in place: position j < offset is padding, and
+    # position j >= offset holds what was at j + shared.
+    rest_index = torch.where(before, steps, steps + shared)[:, : length - shared]
+    first = model(
+        inputs_embeds=batch.inputs_embeds[:1].gather(1, _rows(offset[:1] + steps[:shared], batch.inputs_embeds)),
+        attention_mask=torch.ones(1, shared, dtype=batch.attention_mask.dtype, device=steps.device),
+        position_ids=steps[:shared].unsqueeze(0),
+        use_cache=True,
+    )
+    cache = first.past_key_values
+    cache.batch_repeat_interleave(size)
+    rest_mask = batch.attention_mask.gather(1, rest_index)
+    rest = model(
+        inputs_embeds=batch.inputs_embeds.gather(1, _rows(rest_index, batch.inputs_embeds)),
+        attention_mask=torch.cat([rest_mask.new_ones(size, shared), rest_mask], dim=1),
+        position_ids=batch.position_ids.gather(1, rest_index),
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
+    # Back to the batch's layout: [shared states of the first pass, states of the rest], indexed by
+    # position i: a shared token (offset <= i < offset + shared) at i - offset, padding before it at
+    # shared + i, the rest at i (it was read from i, placed at i - shared, after the shared states).
+    states = torch.cat([first.last_hidden_state.expand(size, -1, -1), rest], dim=1)
+    in_shared = ~before & (steps < offset + shared)
+    back = torch.where(in_shared, steps - offset, torch.where(before, steps + shared, steps))
+    return states.gather(1, _rows(back, states))
+
+
+def _rows(index: Tensor, values: Tensor) -> Tensor:
+    """``index`` [B, n] expanded to gather whole rows of ``values`` [B, L, h] along dim 1."""
+    return index.unsqueeze(-1).expand(-1, -1, values.shape[-1])
 
 
 def render_chat(tokenizer, user: str, system: str | None = None) -> str:

@@ -1,5 +1,7 @@
 """What every LLM-backed plugin model (GLTA, GAL-Rec) does with its frozen backbone."""
 
+from recbole_llm.llm.backbone import activation_checkpointing
+
 
 class FrozenBackboneMixin:
     """Checkpoints without the frozen backbone, and the backbone kept in eval mode.
@@ -29,6 +31,6 @@ class FrozenBackboneMixin:
         """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train or gradient
         checkpointing is on (transformers only checkpoints layers in training mode)."""
         super().train(mode)
-        if not (self.lora or getattr(self.llm, "is_gradient_checkpointing", False)):
+        if not (self.lora or activation_checkpointing(self.llm)):
             self.llm.eval()
         return self
