@@ -119,8 +119,6 @@ def run_child(spec):
     # of the same row resumes from its last completed stage or epoch instead of starting over.
     # A spec without one (written by hand) gets a temporary folder.
     checkpoint_dir = Path(spec.get("checkpoint_dir") or tempfile.mkdtemp(prefix="bench-ckpt-"))
-    # GLTA's and GAL-Rec's trainers keep stage*.pth and *_latest.pth; stock models start over.
-    resumed = any(checkpoint_dir.glob("*/stage*.pth")) or any(checkpoint_dir.glob("*/*_latest.pth"))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     config_dict = {"seed": spec["seed"], "checkpoint_dir": str(checkpoint_dir), "show_progress": False}
     if spec["data_path"]:
@@ -157,7 +155,7 @@ def run_child(spec):
         "harness_command": spec["harness_command"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # A resumed run's seconds and peak memory cover only the stages and epochs it trained itself.
-        "resumed": resumed,
+        "resumed": result["resumed"],
     }
 
 

@@ -60,6 +60,8 @@ def _fit_and_test(config, saved, verbose=True):
         "valid_seconds_per_epoch": valid_seconds,
         "test_seconds": test_seconds,
         "stage_seconds_per_epoch": getattr(trainer, "stage_seconds_per_epoch", None),
+        # GLTA's and GAL-Rec's trainers resume a killed run's finished stages and epochs; RecBole's never do.
+        "resumed": getattr(trainer, "resumed", False),
         # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.
         "peak_gpu_mb": torch.cuda.max_memory_allocated(config["device"]) / 2**20 if config["device"].type == "cuda" else None,
         "params_total": sum(p.numel() for p in model.parameters()),
@@ -81,7 +83,7 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
 
     Returns:
         dict: ``model``, ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
-        ``test_result``, ``saved_model_file``, ``best_epoch`` and the costs (see ``_fit_and_test``).
+        ``test_result``, ``saved_model_file``, ``best_epoch``, ``resumed`` and the costs (see ``_fit_and_test``).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args)
     init_seed(config["seed"], config["reproducibility"])

@@ -79,6 +79,7 @@ class GALRecTrainer(GLTATrainer):
         latest = self.run_dir / "graph_aware_latest.pth"
         if latest.is_file():
             self.resume_checkpoint(str(latest))
+            self.resumed = True
             self.saved_model_file = str(self.run_dir / "GALRec-best.pth")  # resume_checkpoint points it at latest
         # Users without a training interaction have no prompt context and no target.
         users = torch.nonzero(model.user_items.degree(torch.arange(model.n_users)) > 0).squeeze(1)

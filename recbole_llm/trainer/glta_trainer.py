@@ -90,6 +90,7 @@ class GLTATrainer(Trainer):
         self.saved_model_file = str(self.run_dir / "GLTA-best.pth")
         self.stage_seconds_per_epoch = {stage: [] for stage in STAGES}
         self.stage_loss_per_epoch = {stage: [] for stage in STAGES}
+        self.resumed = False  # whether this run picked up a finished stage or epoch of an earlier one
         self.rank = 0 if config["single_spec"] else config["local_rank"]
         self.world_size = 1 if config["single_spec"] else config["world_size"]
 
@@ -125,6 +126,7 @@ class GLTATrainer(Trainer):
         if done.is_file():
             self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
             self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
+            self.resumed = True
             return
         graph = self.model.graph
         if self.config["graph_checkpoint"]:
@@ -180,6 +182,7 @@ class GLTATrainer(Trainer):
             model.load_state_dict(checkpoint["state_dict"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             start = checkpoint["epoch"] + 1
+            self.resumed = True
             self.logger.info(f"Stage 2 (item alignment): resuming after epoch {checkpoint['epoch']} from {latest}")
         else:
             model.init_head_from_item_tokens()
@@ -228,6 +231,7 @@ class GLTATrainer(Trainer):
         latest = self.run_dir / "stage3_latest.pth"
         if latest.is_file():
             self.resume_checkpoint(str(latest))
+            self.resumed = True
             self.saved_model_file = str(self.run_dir / "GLTA-best.pth")  # resume_checkpoint points it at latest
         users = torch.arange(1, model.n_users)
         batches = self._batches(model.USER_ID, users, config["user_alignment_batch_size"], train_data.dataset)
