@@ -32,10 +32,10 @@ run 1 --seeds 2020 --models LightGCN &
   tune 0 --model BPR --grid learning_rate=0.001,0.005 --grid weight_decay=0,1e-5
   run 0 --seeds 2020 --models "${MODELS:-Pop,BPR,EASE,MultiVAE,FastLightGCN}" ) &
 wait
-# The plugin's models (seed 2020): GLTA on its CPU defaults (core 0, about 2.5 hours here) beside the
+# The plugin's models (seed 2020): GLTA on its CPU defaults (core 0, about 2 hours here) beside the
 # papers' baselines (core 1). The graph baselines take LightGCN's tuned learning rate (0.005, above);
 # the rest of their values are their property files' (the papers' defaults). Their first run embeds
-# ml-1m's 3.5k item and 6k user texts with the full SmolLM2 once (about 45 min on one core), cached.
+# ml-1m's 3.5k item and 6k user texts with the full SmolLM2 once (about 48 min on one shared core), cached.
 run 0 --seeds 2020 --models GLTA &
 run 1 --seeds 2020 --models "LightGCN+[learning_rate=0.005],RLMRec-Gen[learning_rate=0.005],RLMRec-Con[learning_rate=0.005],HCCF[learning_rate=0.005],HCCF+[learning_rate=0.005]" &
 wait
