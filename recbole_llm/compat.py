@@ -72,15 +72,19 @@ def _cpu_aware_ddp(module, device_ids=None, **kwargs):
 def _atomic(save_checkpoint):
     # RecBole writes the best checkpoint in place: a run killed mid-write leaves a truncated file
     # where the last good one was. Write beside it, then rename over it.
+    # Under DDP only rank 0 writes (RecBole's rule, checked here too): every rank has the same file
+    # name, so a rank that saw rank 0's partial file on the shared disk and renamed it as well raced
+    # rank 0's rename (FileNotFoundError, about 1 run in 20 of the two-process test).
     @functools.wraps(save_checkpoint)
     def save(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
         target = kwargs.pop("saved_model_file", self.saved_model_file)
         partial = f"{target}.partial"
         save_checkpoint(self, epoch, verbose=False, saved_model_file=partial, **kwargs)
-        if os.path.exists(partial):  # ranks other than 0 write nothing
-            os.replace(partial, target)
-            if verbose:
-                self.logger.info(f"Saving current: {target}")
+        os.replace(partial, target)
+        if verbose:
+            self.logger.info(f"Saving current: {target}")
 
     save.atomic = True
     return save

@@ -33,6 +33,32 @@ def test_recbole_trainer_loads_its_own_pickled_checkpoints(tmp_path):
     assert recbole_trainer.torch.load(path)["config"]["nested"].tolist() == [0, 1, 2]
 
 
+def test_checkpoint_is_written_by_rank_zero_only(tmp_path):
+    # Every rank of a DDP run has the same checkpoint name; a rank other than 0 that also renamed
+    # rank 0's partial file raced it (FileNotFoundError in the two-process test, 1 run in 20).
+    import recbole.trainer.trainer as recbole_trainer
+
+    class Trainer:
+        saved_model_file = str(tmp_path / "model.pth")
+        cur_step, best_valid_score = 0, 0.0
+        model = torch.nn.Linear(1, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        _save_checkpoint = recbole_trainer.Trainer._save_checkpoint
+
+        def __init__(self, rank):
+            self.config = {"single_spec": False, "local_rank": rank}
+            self.model.other_parameter = lambda: None
+
+    rank_one = Trainer(1)
+    (tmp_path / "model.pth.partial").write_bytes(b"rank 0 is writing this")
+    rank_one._save_checkpoint(0, verbose=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth.partial"]  # left to rank 0
+    (tmp_path / "model.pth.partial").unlink()
+    Trainer(0)._save_checkpoint(0, verbose=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]
+    assert "state_dict" in recbole_trainer.torch.load(tmp_path / "model.pth")
+
+
 def test_sys_argv_is_not_read(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["pytest", "--epochs=7", "-q", "--tb=short"])
     assert Config("BPR", "ml-100k")["epochs"] != 7
