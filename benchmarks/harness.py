@@ -14,6 +14,7 @@ added to every run of that model on that dataset (see ``tune.py``, which writes 
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -100,8 +101,14 @@ def environment():
 
 
 def safe_name(row):
-    """A row label as a file name: ``LightGCN+[lr=0.01]`` -> ``LightGCN_lr=0.01_``."""
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", row)
+    """A row label as a file name, distinct for distinct labels: ``LightGCN+[lr=0.01]`` -> ``LightGCN_lr=0.01_-1a2b3c4d``.
+
+    Where characters had to be replaced, a digest of the label follows: ``HCCF+[lr=0.01]`` and
+    ``HCCF[lr=0.01]`` once both became ``HCCF_lr=0.01_``, so the second run overwrote the first's
+    log and would have shared its checkpoint folder.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", row)
+    return name if name == row else f"{name}-{hashlib.sha1(row.encode()).hexdigest()[:8]}"
 
 
 def checkpoint_dir_of(store_path, row, seed):

@@ -1,10 +1,11 @@
 """The benchmark harness: rows, records, resume, atomic store, table and chart."""
 
 import json
+import re
 
 import pytest
 
-from benchmarks.harness import RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows
+from benchmarks.harness import RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows, safe_name
 from benchmarks.report import markdown_table
 from benchmarks.run import main, split_rows
 
@@ -153,3 +154,12 @@ def test_killed_multi_stage_run_resumes_from_its_checkpoints(tmp_path, tiny_llm_
     second = run_child({**spec, "overrides": tiny + ["--user_alignment_epochs=2"]})
     assert second["resumed"] and set(second["stage_s_per_epoch"]) == {"user_alignment"}
     assert second["epochs_trained"] == 1
+
+
+def test_distinct_rows_get_distinct_file_names():
+    # HCCF+ and HCCF once shared a log file (and would have shared a checkpoint folder).
+    rows = ["HCCF", "HCCF+", "HCCF[learning_rate=0.005]", "HCCF+[learning_rate=0.005]", "LightGCN+", "LightGCN_"]
+    names = [safe_name(row) for row in rows]
+    assert len(set(names)) == len(rows), names
+    assert all(re.fullmatch(r"[A-Za-z0-9_.=-]+", name) for name in names)
+    assert safe_name("GLTA") == "GLTA"
