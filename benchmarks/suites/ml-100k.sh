@@ -46,10 +46,15 @@ wait
 # (kept for comparison; MultiVAE's and NeuMF's choices are RecBole's defaults).
 on_core 1 --seeds 2020,2021,2022 --models "EASE[reg_weight=250.0],FastLightGCN[learning_rate=0.001,reg_weight=1e-5]"
 on_core 1 --seeds 2020 --models "LightGCN[learning_rate=0.001,reg_weight=1e-5]"
-# Not yet run (more CPU time than one session had): GLTA's linear head and profile/prediction
-# texts, seeds 2021-2022 of the one-seed rows.
+# GLTA's third head; HCCF+ again after its hypergraphs moved to the ID embeddings (78769f0).
+on_core 0 --seeds 2020 --models "GLTA[gllm_head=linear]" &
+on_core 1 --seeds 2020 --models "HCCF+" &
+wait
+# Not yet run (more CPU time than one session had): GLTA with profile/prediction texts and with
+# 30 stage-3 epochs (started), seeds 2021-2022 of the one-seed rows.
 if [[ "${MORE:-0}" == 1 ]]; then
-  on_core 1 --seeds 2020 --models "GLTA[gllm_head=linear],GLTA[use_profile=True,use_prediction=True]" &
+  on_core 0 --seeds 2020 --models "GLTA[user_alignment_epochs=30]" &
+  on_core 1 --seeds 2020 --models "GLTA[use_profile=True,use_prediction=True]" &
   wait
   on_core 1 --seeds 2021,2022 --models "LightGCN,LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen"
 fi
