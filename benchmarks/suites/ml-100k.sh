@@ -54,6 +54,7 @@ wait
 # 30 stage-3 epochs (started), seeds 2021-2022 of the one-seed rows.
 if [[ "${MORE:-0}" == 1 ]]; then
   on_core 0 --seeds 2020 --models "GLTA[user_alignment_epochs=30]" &
+  on_core 1 --seeds 2020 --models "GALRec[epochs=20,use_l1=False,use_l2=False,use_l3=False]"
   on_core 1 --seeds 2020 --models "GLTA[use_profile=True,use_prediction=True]" &
   wait
   on_core 1 --seeds 2021,2022 --models "LightGCN,LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen"
