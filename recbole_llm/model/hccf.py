@@ -135,10 +135,6 @@ class HCCF(GeneralRecommender):
         """Layer-0 embeddings: (users (n_users, d), items (n_items, d))."""
         return self.user_embedding.weight, self.item_embedding.weight
 
-    def hypergraph_nodes(self, user_ego, item_ego):
-        """The node features the learnable hypergraphs are built from (H = E W): the layer-0 embeddings."""
-        return user_ego, item_ego
-
     def forward(self):
         """Final user and item embeddings, and the per-layer local and global views of all nodes.
 
@@ -147,7 +143,8 @@ class HCCF(GeneralRecommender):
             global views [L x (n_nodes, d)]; nodes are users then items.
         """
         user_ego, item_ego = self.get_ego_embeddings()
-        user_hyper, item_hyper = (nodes @ weight for nodes, weight in zip(self.hypergraph_nodes(user_ego, item_ego), (self.user_hyper, self.item_hyper)))
+        # H = E^ID W from the ID embeddings (HCCF's layer 0; HCCF+ adds text to layer 0 but not to H, see hccfplus.py).
+        user_hyper, item_hyper = self.user_embedding.weight @ self.user_hyper, self.item_embedding.weight @ self.item_hyper
         layers = [torch.cat([user_ego, item_ego])]
         local_views, global_views = [], []
         for _ in range(self.n_layers):

@@ -9,7 +9,7 @@ Choices where the spec is silent (beside those of ``hccf.py`` and ``text_fusion.
 
 - The fused embeddings are layer 0 of both views: the local view propagates them and the global
   view aggregates them. The learnable hypergraphs, though, are built from the ID embeddings alone
-  (H_u = E_u^ID W_u, ``hypergraph_nodes``). Built from the fused ones, the text's shared
+  (H_u = E_u^ID W_u, in ``HCCF.forward``). Built from the fused ones, the text's shared
   directions entered H and summed coherently over all nodes in H LeakyReLU(H^T E), an
   un-normalised sum, which grows with the node count. On ml-1m (6k users) at learning rate 0.005,
   Adam's first steps moved the zero-initialised projection enough that scores exploded: the batch
@@ -34,6 +34,3 @@ class HCCFPlus(HCCF):
 
     def get_ego_embeddings(self):
         return self.text_fusion(self.user_embedding.weight, self.item_embedding.weight)
-
-    def hypergraph_nodes(self, user_ego, item_ego):
-        return self.user_embedding.weight, self.item_embedding.weight
