@@ -12,5 +12,5 @@ on_core 0 --seeds 2020 --models "Pop,BPR,EASE,FastLightGCN"
 # Not yet run: GAL-Rec (about 11 min an epoch of 2048 users and 8-14 min a full evaluation of the
 # 22k users on one core) and SASRec.
 if [[ "${MORE:-0}" == 1 ]]; then
-  on_core 0 --seeds 2020 --models "GALRec,SASRec"
+  on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3],SASRec"
 fi
