@@ -12,7 +12,8 @@ on_core 0 --seeds 2020 --models "Pop,BPR,EASE"
 # The plugin's LightGCN at the learning rate tuned on the MovieLens sets.
 on_core 0 --seeds 2020 --models "FastLightGCN[learning_rate=0.005]"
 # GAL-Rec: one stage-2 epoch (2048 users) ~140 s on one core, one validation of the 22k users ~3 min,
-# so validation every few epochs (eval_step). The 3-epoch rows share their stage-1 LightGCN.
+# so validation every few epochs (eval_step). Rows with the same eval_step and seed train the same
+# stage-1 LightGCN (each row trains its own copy).
 on_core 1 --seeds 2020 --models "GALRec[epochs=3,eval_step=3],GALRec[epochs=3,eval_step=3,use_queue=False],GALRec[epochs=3,eval_step=3,use_hop2=False]" &
 on_core 0 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,use_l1=False,use_l2=False,use_l3=False],GALRec[epochs=20,eval_step=5]"
 wait
