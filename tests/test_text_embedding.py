@@ -1,5 +1,6 @@
 """Frozen text embeddings: one vector per item and user, training items only, cached once."""
 
+import pytest
 import torch
 from recbole.data import create_dataset, data_preparation
 
@@ -36,3 +37,44 @@ def test_user_texts_use_training_items_only():
     assert held_out not in trained
     assert all(descriptions[i] in texts[user] for i in trained)
     assert texts[user].count(";") == len(trained) - 1
+
+
+def test_user_text_generation_resumes_after_a_kill(tiny_llm_path, tmp_path, monkeypatch):
+    from recbole_llm.data import user_text
+
+    config = {"profile_words": 3, "prediction_words": 3, "user_text_items": 2, "user_text_max_tokens": 3,
+              "llm_path": tiny_llm_path, "llm_dtype": "float32", "dataset": "toy"}
+    history = [[]] + [[i % 5 + 1, (i * 3) % 5 + 1] for i in range(9)]  # user 0 is the padding user
+    descriptions = ["", "a red lamp", "a blue chair", "jazz records", "a novel", "garden tools"]
+    monkeypatch.setattr(user_text, "SAVE_EVERY", 1)
+    whole = user_text.user_texts({**config, "llm_cache_dir": str(tmp_path / "whole")}, None, history, descriptions,
+                                 "profile", batch_size=2)
+
+    calls, load = [], user_text.load_backbone
+
+    def killed_after(n):
+        def load_counting(*args, **kwargs):
+            generator, tokenizer = load(*args, **kwargs)
+            generate = generator.generate
+
+            def counted(**inputs):
+                if len(calls) == n:
+                    raise KeyboardInterrupt
+                calls.append(len(inputs["input_ids"]))
+                return generate(**inputs)
+
+            generator.generate = counted
+            return generator, tokenizer
+        return load_counting
+
+    config["llm_cache_dir"] = str(tmp_path / "killed")
+    monkeypatch.setattr(user_text, "load_backbone", killed_after(2))
+    with pytest.raises(KeyboardInterrupt):
+        user_text.user_texts(config, None, history, descriptions, "profile", batch_size=2)
+    assert len(list((tmp_path / "killed" / "user_text").glob("*.partial.json"))) == 1
+
+    calls.clear()
+    monkeypatch.setattr(user_text, "load_backbone", killed_after(None))
+    assert user_text.user_texts(config, None, history, descriptions, "profile", batch_size=2) == whole
+    assert calls == [2, 2, 1]  # users 5-9: the 4 generated before the kill were kept
+    assert [p.name.endswith(".partial.json") for p in (tmp_path / "killed" / "user_text").iterdir()] == [False]

@@ -7,13 +7,15 @@ LoRA), greedy decoding, batched with left padding.
 
 The cache file is keyed by the backbone, the instruction, and a digest of every user's training
 items and their descriptions, so a different dataset, split or seed can never reuse another's
-texts; it is written atomically.
+texts; it is written atomically. Every ``SAVE_EVERY`` batches the texts so far are saved beside it
+(``.partial.json``), so a killed run resumes generation where it stopped.
 """
 
 import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +24,8 @@ from recbole_llm.llm import load_backbone, render_chat
 from recbole_llm.utils import atomic_write
 
 logger = logging.getLogger(__name__)
+
+SAVE_EVERY = 5  # batches between saves of the partial result
 
 INSTRUCTIONS = {
     "profile": "Use {n} tags to summarize the user's preferences. Answer with the tags only, separated by commas.",
@@ -56,8 +60,16 @@ def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
     chats = [render_chat(tokenizer, _user_prompt(items, descriptions, instruction)) if items else None for items in shown]
     texts = [""] * len(chats)
     todo = [u for u, chat in enumerate(chats) if chat]
+    # Progress is saved every SAVE_EVERY batches, so a killed run picks up where it stopped.
+    partial = path.with_name(path.stem + ".partial.json")
+    done = 0
+    if partial.is_file():
+        saved = json.loads(partial.read_text())
+        texts, done = saved["texts"], saved["done"]
+        logger.info("Resuming %s text generation at user %d of %d (%s)", kind, done, len(todo), partial)
+    began = time.perf_counter()
     with torch.no_grad():
-        for start in range(0, len(todo), batch_size):
+        for start in range(done, len(todo), batch_size):
             users = todo[start:start + batch_size]
             inputs = tokenizer([chats[u] for u in users], return_tensors="pt", padding=True, add_special_tokens=False)
             output = generator.generate(**inputs, max_new_tokens=config["user_text_max_tokens"], do_sample=False,
@@ -65,5 +77,13 @@ def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
             new = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             for user, text in zip(users, new):
                 texts[user] = " ".join(text.split())
+            finished = start + len(users)
+            if (start // batch_size + 1) % SAVE_EVERY == 0 and finished < len(todo):
+                atomic_write(partial, lambda f: json.dump({"done": finished, "texts": texts}, f), mode="w")
+                elapsed = time.perf_counter() - began
+                logger.info("Generating %s text: %d of %d users, %.0f s so far, about %.0f s to go", kind, finished,
+                            len(todo), elapsed, elapsed / (finished - done) * (len(todo) - finished))
+    logger.info("Generated %s text for %d users in %.0f s", kind, len(todo) - done, time.perf_counter() - began)
     atomic_write(path, lambda f: json.dump(texts, f), mode="w")
+    partial.unlink(missing_ok=True)
     return texts
