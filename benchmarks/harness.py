@@ -8,6 +8,8 @@ so its peak resident memory is its own and a crash cannot take the harness down.
 harness loses at most the run in flight and a rerun skips every finished (row, seed). A run keeps
 its checkpoints in a fixed folder beside the store until its record is written, so a killed GLTA
 or GAL-Rec run resumes from its last completed stage or epoch on the rerun (marked ``resumed``).
+GLTA and GAL-Rec rows of one store share a stage-1 cache (``graph_cache_dir``) beside it, so rows
+that differ only in later-stage keys train stage 1 once per seed (marked ``graph_source: cache``).
 
 Per-dataset tuned hyper-parameters live in ``properties/benchmark/<dataset>/<Model>.yaml`` and are
 added to every run of that model on that dataset (see ``tune.py``, which writes them).
@@ -111,6 +113,13 @@ def safe_name(row):
     return name if name == row else f"{name}-{hashlib.sha1(row.encode()).hexdigest()[:8]}"
 
 
+def graph_cache_dir_of(store_path):
+    """Where the GLTA and GAL-Rec rows of a store share their stage-1 LightGCNs (next to the store, hidden):
+    rows that differ only in later-stage keys (ablations, λ, heads) train stage 1 once per seed."""
+    store_path = Path(store_path)
+    return store_path.with_name(f".{store_path.stem}.graph_cache")
+
+
 def checkpoint_dir_of(store_path, row, seed):
     """Where one (row, seed) run of a store keeps its checkpoints while it runs (next to the store, hidden)."""
     store_path = Path(store_path)
@@ -128,6 +137,8 @@ def run_child(spec):
     checkpoint_dir = Path(spec.get("checkpoint_dir") or tempfile.mkdtemp(prefix="bench-ckpt-"))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     config_dict = {"seed": spec["seed"], "checkpoint_dir": str(checkpoint_dir), "show_progress": False}
+    if spec.get("graph_cache_dir"):
+        config_dict["graph_cache_dir"] = spec["graph_cache_dir"]
     if spec["data_path"]:
         config_dict["data_path"] = spec["data_path"]
     result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
@@ -163,6 +174,9 @@ def run_child(spec):
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # A resumed run's seconds and peak memory cover only the stages and epochs it trained itself.
         "resumed": result["resumed"],
+        # GLTA's and GAL-Rec's stage 1: "cache" when an earlier row with the same graph settings and
+        # seed trained it (its seconds are then that row's, not this one's).
+        "graph_source": result.get("graph_source"),
     }
 
 
@@ -235,7 +249,8 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
         spec = {"label": row, "model": model, "dataset": dataset, "seed": seed, "overrides": overrides,
                 "config_files": config_files, "data_path": data_path,
                 "command": single_run_command(model, dataset, config_files, seed, overrides, data_path),
-                "harness_command": harness_command, "checkpoint_dir": str(checkpoint_dir_of(store.path, row, seed))}
+                "harness_command": harness_command, "checkpoint_dir": str(checkpoint_dir_of(store.path, row, seed)),
+                "graph_cache_dir": str(graph_cache_dir_of(store.path))}
         twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not overrides else None
         if twin is not None:
             record = {**twin, "label": row, "config_files": config_files, "command": spec["command"],

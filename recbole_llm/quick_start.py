@@ -62,6 +62,8 @@ def _fit_and_test(config, saved, verbose=True):
         "stage_seconds_per_epoch": getattr(trainer, "stage_seconds_per_epoch", None),
         # GLTA's and GAL-Rec's trainers resume a killed run's finished stages and epochs; RecBole's never do.
         "resumed": getattr(trainer, "resumed", False),
+        # GLTA's and GAL-Rec's stage 1: trained, graph_checkpoint, cache (graph_cache) or run checkpoint.
+        "graph_source": getattr(trainer, "graph_source", None),
         # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.
         "peak_gpu_mb": torch.cuda.max_memory_allocated(config["device"]) / 2**20 if config["device"].type == "cuda" else None,
         "params_total": sum(p.numel() for p in model.parameters()),

@@ -4,8 +4,8 @@ Checkpoints live in ``<checkpoint_dir>/GALRec-<dataset>-<digest>/`` (the digest 
 epoch budget left out too, so a longer run resumes a shorter one):
 
 - Stage 1 (graph) is ``GLTATrainer``'s: LightGCN with BPR on the training interactions, or the
-  embeddings of ``graph_checkpoint``; saved as ``stage1_graph.pth`` and loaded, not retrained,
-  when a run starts again.
+  embeddings of ``graph_checkpoint``, or those of an earlier run that differs only in stage-2 keys
+  (``graph_cache``); saved as ``stage1_graph.pth`` and loaded, not retrained, when a run starts again.
 - Stage 2 (graph-aware learning) trains the joint loss on shuffled batches of user ids
   (``prompt_batch_size`` users a step, ``users_per_epoch`` users an epoch) for ``epochs`` epochs;
   validation, early stopping and the best checkpoint (``GALRec-best.pth``) are RecBole's.
@@ -21,7 +21,7 @@ import torch
 from recbole.trainer import Trainer
 
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.trainer.glta_trainer import GLTATrainer, StageBatches, run_digest
+from recbole_llm.trainer.glta_trainer import BACKBONE_KEYS, GLTATrainer, StageBatches, run_digest
 
 STAGES = ("graph", "graph_aware")
 
@@ -43,6 +43,13 @@ class UserSample(StageBatches):
 
 
 class GALRecTrainer(GLTATrainer):
+    # GAL-Rec's keys that only stage 2 reads: runs that differ in nothing else share stage 1.
+    LATER_STAGE_KEYS = BACKBONE_KEYS | {
+        "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
+        "queue_size", "momentum", "projection_size", "gllm_head", "pooling", "use_l1", "use_l2", "use_l3",
+        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch",
+    }
+
     def __init__(self, config, model):
         super().__init__(config, model)
         self.run_dir = Path(config["checkpoint_dir"]) / f"GALRec-{config['dataset']}-{run_digest(self._stage_config(epochs=None))}"

@@ -8,6 +8,13 @@ folder to start over.
 
 - Stage 1 (graph) trains ``model.graph`` with RecBole's own Trainer on RecBole's pairwise batches,
   early-stopped on the validation split, unless ``graph_checkpoint`` names a LightGCN checkpoint.
+  With ``graph_cache`` (the default) its best embeddings are also kept in ``graph_cache_dir``
+  (default ``<checkpoint_dir>/graph_cache``) under a digest of every entry stage 1 can depend on
+  (all but the run-only keys and the model's ``LATER_STAGE_KEYS``), and a later run with the same
+  digest (an ablation, another λ or head) loads them instead of training the same LightGCN again.
+  Stage 1 is a function of the seed, the data and those entries alone (the graph is the first
+  thing the model builds, and RecBole's shuffling and sampling are seeded), so the loaded
+  embeddings are the ones the run would have trained (tests/test_graph_cache.py checks it).
 - Stage 2 (item alignment) and stage 3 (user alignment) run RecBole's ``_train_epoch`` on batches
   of item or user ids with the model's stage loss; stage 3 goes through RecBole's ``fit``, so
   validation, early stopping and the best checkpoint are RecBole's.
@@ -40,12 +47,35 @@ RUN_ONLY_KEYS = {
     "worker", "log_wandb", "wandb_project", "eval_batch_size", "nproc", "world_size", "ip", "port", "offset",
     "user_alignment_epochs", "stopping_step", "eval_step", "save_dataset", "save_dataloaders",
     "dataset_save_path", "dataloaders_save_path", "metrics", "topk", "valid_metric", "valid_metric_bigger",
-    "metric_decimal_place", "reproducibility",
+    "metric_decimal_place", "reproducibility", "graph_cache", "graph_cache_dir",
+}
+
+# Entries that cannot change stage 1 (the graph) of any run: how it is executed or logged, and the
+# keys stage 1 overrides (``epochs``, ``learning_rate``). Every other entry, unknown ones included,
+# keys the shared stage-1 cache, so a missing name here costs a cache miss, never a wrong reuse.
+GRAPH_IGNORED_KEYS = {
+    "checkpoint_dir", "show_progress", "state", "verbose", "gpu_id", "local_rank", "single_spec", "log_wandb",
+    "wandb_project", "eval_batch_size", "save_dataset", "save_dataloaders", "dataset_save_path",
+    "dataloaders_save_path", "metric_decimal_place", "graph_cache", "graph_cache_dir", "graph_checkpoint",
+    "epochs", "learning_rate",
+}
+
+# The language-model keys every plugin LLM model reads only after stage 1.
+BACKBONE_KEYS = {
+    "llm_path", "llm_cache_dir", "llm_num_layers", "llm_dtype", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_target_modules", "llm_gradient_checkpointing", "gradient_accumulation_steps",
 }
 
 
 def run_digest(config):
     items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in RUN_ONLY_KEYS)
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:12]
+
+
+def graph_digest(config, later_stage_keys):
+    """Digest of every config entry that can change stage 1: the key of the shared stage-1 cache."""
+    ignored = GRAPH_IGNORED_KEYS | later_stage_keys
+    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in ignored)
     return hashlib.sha256(repr(items).encode()).hexdigest()[:12]
 
 
@@ -83,6 +113,15 @@ class StageBatches:
 
 
 class GLTATrainer(Trainer):
+    # GLTA's keys that only stages 2 and 3 read: runs that differ in nothing else share stage 1.
+    LATER_STAGE_KEYS = BACKBONE_KEYS | {
+        "item_alignment", "item_alignment_items", "item_alignment_epochs", "item_alignment_lr",
+        "item_alignment_batch_size", "item_alignment_system", "item_alignment_prompt", "user_alignment",
+        "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
+        "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
+        "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head",
+    }
+
     def __init__(self, config, model):
         super().__init__(config, model)
         self.logger = getLogger()
@@ -91,6 +130,7 @@ class GLTATrainer(Trainer):
         self.stage_seconds_per_epoch = {stage: [] for stage in STAGES}
         self.stage_loss_per_epoch = {stage: [] for stage in STAGES}
         self.resumed = False  # whether this run picked up a finished stage or epoch of an earlier one
+        self.graph_source = None  # where stage 1 came from: trained, graph_checkpoint, cache or run checkpoint
         self.rank = 0 if config["single_spec"] else config["local_rank"]
         self.world_size = 1 if config["single_spec"] else config["world_size"]
 
@@ -121,16 +161,32 @@ class GLTATrainer(Trainer):
 
     # ----- stage 1 ------------------------------------------------------------------------------
 
+    def _graph_cache_file(self):
+        """The shared stage-1 file of this run's graph settings, or None when ``graph_cache`` is off."""
+        if not self.config["graph_cache"]:
+            return None
+        root = Path(self.config["graph_cache_dir"] or Path(self.config["checkpoint_dir"]) / "graph_cache")
+        digest = graph_digest(self.config, self.LATER_STAGE_KEYS)
+        return root / f"{self.config['model']}-{self.config['dataset']}-{digest}.pth"
+
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
         done = self.run_dir / "stage1_graph.pth"
         if done.is_file():
             self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
             self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
             self.resumed = True
+            self.graph_source = "run checkpoint"
             return
         graph = self.model.graph
+        cached = self._graph_cache_file()
         if self.config["graph_checkpoint"]:
             self._load_graph_checkpoint(self.config["graph_checkpoint"])
+            self.graph_source = "graph_checkpoint"
+        elif cached is not None and cached.is_file():
+            self._load_graph_checkpoint(cached)
+            self.logger.info("Stage 1 (graph): trained by an earlier run with the same graph settings, seed and data "
+                             "(graph_cache; set graph_cache=False to train it again)")
+            self.graph_source = "cache"
         else:
             graph_trainer = Trainer(self._stage_config(epochs=self.config["graph_epochs"],
                                                        learning_rate=self.config["graph_learning_rate"]), graph)
@@ -142,6 +198,10 @@ class GLTATrainer(Trainer):
             self._barrier()  # only rank 0 writes the best graph checkpoint
             best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
             graph.load_state_dict(best["state_dict"])
+            self.graph_source = "trained"
+            if cached is not None and self._is_writer():
+                embeddings = {k: graph.state_dict()[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
+                atomic_save({"state_dict": embeddings, "best_epoch": best.get("cur_epoch")}, cached)
         self.model.freeze_graph()
         if self._is_writer():
             atomic_save({"stage": "graph", "state_dict": self.model.state_dict()}, done)

@@ -1,0 +1,74 @@
+"""The shared stage-1 cache (``graph_cache``): a run that differs from an earlier one only in
+later-stage keys loads that run's LightGCN instead of training it again, and ends with exactly the
+model it would have trained itself; a change to anything stage 1 reads trains a new one."""
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from recbole_llm.config import Config
+from recbole_llm.model.galrec import GALRec
+from recbole_llm.model.glta import GLTA
+from recbole_llm.trainer import GALRecTrainer, GLTATrainer
+
+MODELS = {"GAL-Rec": (GALRec, GALRecTrainer), "GLTA": (GLTA, GLTATrainer)}
+USERS = {"user_id": torch.arange(1, 65)}
+
+
+@pytest.fixture(scope="module")
+def base(tiny_llm_path, tmp_path_factory):
+    return {
+        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
+        "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
+        # GAL-Rec: one epoch of 2 steps; GLTA: one epoch of each later stage.
+        "epochs": 1, "prompt_batch_size": 32, "users_per_epoch": 64, "queue_size": 64,
+        "item_alignment_epochs": 1, "item_alignment_batch_size": 64, "user_alignment_epochs": 1,
+        "user_alignment_batch_size": 128, "max_history": 10,
+        "show_progress": False, "state": "WARNING",
+    }
+
+
+def run(name, config_dict):
+    model_class, trainer_class = MODELS[name]
+    config = Config(name, "ml-100k", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    model = model_class(config, train._dataset)
+    trainer = trainer_class(config, model)
+    trainer.fit(train, valid, saved=False)
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict(USERS)
+    return trainer, model, scores
+
+
+@pytest.mark.parametrize("name, first, second", [
+    # Another λ and a different architecture after stage 1 (so model building draws other random numbers).
+    ("GAL-Rec", {"lambda1": 0.5, "projection_size": 16}, {"lambda1": 1.0, "projection_size": 32}),
+    ("GLTA", {"gllm_head": "tied", "user_alignment_lr": 0.01}, {"gllm_head": "item_tokens", "user_alignment_lr": 0.001}),
+])
+def test_a_run_differing_in_later_keys_reuses_stage_1_and_ends_as_if_it_trained_it(base, tmp_path, name, first, second):
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
+    trainer, *_ = run(name, {**shared, **first, "checkpoint_dir": str(tmp_path / "a")})
+    assert trainer.graph_source == "trained" and len(trainer.stage_seconds_per_epoch["graph"]) == 2
+    assert len(list((tmp_path / "graph_cache").glob(f"{trainer.config['model']}-ml-100k-*.pth"))) == 1
+
+    reused, reused_model, reused_scores = run(name, {**shared, **second, "checkpoint_dir": str(tmp_path / "b")})
+    assert reused.graph_source == "cache" and reused.stage_seconds_per_epoch["graph"] == []
+
+    # The same run with the cache off trains stage 1 itself: the same graph, the same final scores.
+    own, own_model, own_scores = run(name, {**shared, **second, "graph_cache": False, "checkpoint_dir": str(tmp_path / "c")})
+    assert own.graph_source == "trained"
+    assert torch.equal(reused_model.user_graph_embedding, own_model.user_graph_embedding)
+    assert torch.equal(reused_model.item_graph_embedding, own_model.item_graph_embedding)
+    assert torch.allclose(reused_scores, own_scores, atol=1e-6)
+
+
+def test_a_change_stage_1_reads_trains_a_new_graph(base, tmp_path):
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
+    for index, changed in enumerate(({}, {"graph_learning_rate": 0.02}, {"seed": 7}, {"n_layers": 2})):
+        trainer, *_ = run("GAL-Rec", {**shared, **changed, "checkpoint_dir": str(tmp_path / f"run{index}")})
+        assert trainer.graph_source == "trained", changed
+    assert len(list((tmp_path / "graph_cache").glob("*.pth"))) == 4
