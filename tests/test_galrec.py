@@ -199,3 +199,21 @@ def test_bad_values_are_reported_with_the_key(base):
         build({**base, "n_hop1": 0})
     with pytest.raises(ConfigValueError, match="momentum"):
         build({**base, "momentum": 1.0})
+    with pytest.raises(ConfigValueError, match="head_norm"):
+        build({**base, "head_norm": "layer"})
+    with pytest.raises(ConfigValueError, match="gllm_head"):
+        build({**base, "gllm_head": "shared"})
+
+
+def test_batch_head_norm_trains_and_reloads_to_identical_scores(base, tmp_path):
+    config, model, trainer, train, valid, _ = build({**base, "head_norm": "batch", "epochs": 1,
+                                                     "checkpoint_dir": str(tmp_path)})
+    trainer.fit(train, valid, saved=True)
+    norm = model.gllm_head.norm
+    assert int(norm.num_batches_tracked) == 10 and norm.running_var.std() > 0  # 320 users in batches of 32
+    _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
+    assert torch.equal(reloaded.gllm_head.norm.running_mean, model.gllm_head.norm.running_mean)
+    users = {model.USER_ID: torch.arange(1, 40)}
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))

@@ -65,7 +65,8 @@ it can vary:
 - λ1..λ3 default to 1 (L0 and the InfoNCE terms have comparable scales: log of the catalogue and
   of the negatives); they are untuned.
 - ``gllm_head``: as GLTA's (``item_tokens`` initialises the head from the item tokens after the
-  graph stage).
+  graph stage). ``head_norm: batch`` standardises the [OUT] state's dimensions before the head
+  (``recbole_llm/model/item_head.py`` says why); ``none``, the default, is what the committed rows ran.
 - At inference each user's neighbours are one fixed sample (seeded by ``seed``), so scores do not
   change between evaluations or after a reload.
 - Training sub-samples ``users_per_epoch`` users per epoch (a fresh random subset each epoch) so a
@@ -180,7 +181,7 @@ class GALRec(FrozenBackboneMixin, GeneralRecommender):
                                          input_embeddings.weight.std().item())
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.queues = nn.ModuleDict({name: KeyQueue(config["queue_size"], config["projection_size"]) for name in QUEUES})
-        self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"])
+        self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"], config["head_norm"] or "none")
 
         self.template = PromptTemplate(self.tokenizer, config["prompt_system"], "{context}")
         self.prompts = PromptBuilder(self.tokenizer, input_embeddings, add_bos=not self.template.adds_bos)

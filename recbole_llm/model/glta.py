@@ -36,7 +36,8 @@ Choices where the paper is silent (each a config key):
   where P_i is frozen, only its per-item bias trains); ``item_tokens`` initialises a Linear head
   from P_i(E_i) before stage 2; ``linear`` starts fresh. The spec asks which works better: on
   ml-100k ``tied`` reached test NDCG@10 0.2351 ± 0.0174 against 0.1597 ± 0.0105 (``item_tokens``),
-  3 seeds each (results/ml-100k.md).
+  3 seeds each (results/ml-100k.md). ``head_norm: batch`` standardises the hidden state's
+  dimensions before the head (``recbole_llm/model/item_head.py``); ``none`` is the default.
 """
 
 import numpy as np
@@ -81,7 +82,7 @@ class GLTA(FrozenBackboneMixin, GeneralRecommender):
         self.user_projector = nn.Linear(d, token_size)
         n_slots = max(self.item_alignment_items, self.user_alignment_targets)
         self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
-        self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"])
+        self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"], config["head_norm"] or "none")
 
         self.item_template = PromptTemplate(self.tokenizer, config["item_alignment_system"], config["item_alignment_prompt"])
         self.user_template = PromptTemplate(self.tokenizer, config["user_alignment_system"], config["user_alignment_prompt"])

@@ -46,7 +46,7 @@ class GALRecTrainer(GLTATrainer):
     # GAL-Rec's keys that only stage 2 reads: runs that differ in nothing else share stage 1.
     LATER_STAGE_KEYS = BACKBONE_KEYS | {
         "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
-        "queue_size", "momentum", "projection_size", "gllm_head", "pooling", "use_l1", "use_l2", "use_l3",
+        "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
         "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch",
     }
 

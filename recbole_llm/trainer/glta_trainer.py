@@ -119,7 +119,7 @@ class GLTATrainer(Trainer):
         "item_alignment_batch_size", "item_alignment_system", "item_alignment_prompt", "user_alignment",
         "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
         "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
-        "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head",
+        "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head", "head_norm",
     }
 
     def __init__(self, config, model):
