@@ -56,6 +56,11 @@ on_core 1 --seeds 2020 --models "GALRec[epochs=20,use_l1=False,use_l2=False,use_
 wait
 # GLTA with the generated profile and prediction texts (14 min of generation each, then cached).
 on_core 0 --seeds 2020 --models "GLTA[use_profile=True,use_prediction=True]"
+# GAL-Rec's head on standardised LM states (head_norm=batch); the second row reuses the first's stage 1.
+on_core 0 --seeds 2020 --models "GALRec[epochs=6,use_l1=False,use_l2=False,use_l3=False,head_norm=batch],GALRec[epochs=6,head_norm=batch]" &
+# GLTA's profile/prediction ablations (texts cached by the row above).
+on_core 1 --seeds 2020 --models "GLTA[use_profile=True],GLTA[use_prediction=True]"
+wait
 # Not yet run (more CPU time than the sessions had): seeds 2021-2022 of the one-seed rows.
 if [[ "${MORE:-0}" == 1 ]]; then
   on_core 1 --seeds 2021,2022 --models "LightGCN,LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen"

@@ -23,7 +23,9 @@ Input normalisation (config key ``head_norm``):
   (``benchmarks/massive_activations.py``). Through a head those dimensions give every user the
   same logits, which training must first unlearn: GAL-Rec's L0, trained alone, averaged 29 nats a step over its
   first epoch on amazon-beauty, above the 9.4 of a uniform guess over its 12k items. Standardising
-  removes the shared part and leaves the per-prompt variation.
+  removes the shared part and leaves the per-prompt variation. It lowers the first epoch's loss
+  but did not improve ranking: GAL-Rec on ml-100k, 6 epochs, seed 2020, test NDCG@10 0.1053 with
+  it against 0.1113 without (L0 alone) and 0.0752 against 0.0919 (full model); results/ml-100k.md.
 """
 
 import torch
