@@ -14,7 +14,9 @@ folder to start over.
   digest (an ablation, another λ or head) loads them instead of training the same LightGCN again.
   Stage 1 is a function of the seed, the data and those entries alone (the graph is the first
   thing the model builds, and RecBole's shuffling and sampling are seeded), so the loaded
-  embeddings are the ones the run would have trained (tests/test_graph_cache.py checks it).
+  embeddings are the ones the run would have trained (tests/test_graph_cache.py checks it with one
+  torch thread; with several, CPU reductions change order and two trainings of the same stage 1
+  already differ by ~1e-7).
 - Stage 2 (item alignment) and stage 3 (user alignment) run RecBole's ``_train_epoch`` on batches
   of item or user ids with the model's stage loss; stage 3 goes through RecBole's ``fit``, so
   validation, early stopping and the best checkpoint are RecBole's.
