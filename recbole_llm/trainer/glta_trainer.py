@@ -69,16 +69,19 @@ BACKBONE_KEYS = {
 }
 
 
-def run_digest(config):
-    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in RUN_ONLY_KEYS)
+def config_digest(config, ignored):
+    """Digest of every config entry whose key is not in ``ignored``."""
+    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in ignored)
     return hashlib.sha256(repr(items).encode()).hexdigest()[:12]
+
+
+def run_digest(config):
+    return config_digest(config, RUN_ONLY_KEYS)
 
 
 def graph_digest(config, later_stage_keys):
     """Digest of every config entry that can change stage 1: the key of the shared stage-1 cache."""
-    ignored = GRAPH_IGNORED_KEYS | later_stage_keys
-    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in ignored)
-    return hashlib.sha256(repr(items).encode()).hexdigest()[:12]
+    return config_digest(config, GRAPH_IGNORED_KEYS | later_stage_keys)
 
 
 def atomic_save(obj, path):
@@ -202,7 +205,8 @@ class GLTATrainer(Trainer):
             graph.load_state_dict(best["state_dict"])
             self.graph_source = "trained"
             if cached is not None and self._is_writer():
-                embeddings = {k: graph.state_dict()[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
+                state = graph.state_dict()
+                embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
                 atomic_save({"state_dict": embeddings, "best_epoch": best.get("cur_epoch")}, cached)
         self.model.freeze_graph()
         if self._is_writer():
