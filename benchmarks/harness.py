@@ -6,8 +6,9 @@ A *row* is a model name with optional config overrides, written ``Model`` or
 so its peak resident memory is its own and a crash cannot take the harness down. Records go to
 ``results/<dataset>.json`` (or another store), rewritten atomically after every run, so a killed
 harness loses at most the run in flight and a rerun skips every finished (row, seed). A run keeps
-its checkpoints in a fixed folder beside the store until its record is written, so a killed GLTA
-or GAL-Rec run resumes from its last completed stage or epoch on the rerun (marked ``resumed``).
+its checkpoints in a fixed folder beside the store until its record is written, so a killed run
+resumes from its last completed stage or epoch on the rerun (marked ``resumed``; models on
+RecBole's epoch loop through ``recbole_llm.trainer.resume``, GLTA and GAL-Rec through their own).
 GLTA and GAL-Rec rows of one store share a stage-1 cache (``graph_cache_dir``) beside it, so rows
 that differ only in later-stage keys train stage 1 once per seed (marked ``graph_source: cache``).
 
@@ -130,9 +131,9 @@ def run_child(spec):
     """Body of the child process: one training run; returns its record."""
     from recbole_llm.quick_start import run_recbole_llm
 
-    # One fixed folder per (dataset, row, seed), removed once the record is written: a killed run of a
-    # multi-stage model (GLTA, GAL-Rec) leaves its stage checkpoints there, and the next harness run
-    # of the same row resumes from its last completed stage or epoch instead of starting over.
+    # One fixed folder per (dataset, row, seed), removed once the record is written: a killed run
+    # leaves its stage or epoch checkpoints there, and the next harness run of the same row resumes
+    # from its last completed stage or epoch instead of starting over.
     # A spec without one (written by hand) gets a temporary folder.
     checkpoint_dir = Path(spec.get("checkpoint_dir") or tempfile.mkdtemp(prefix="bench-ckpt-"))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)

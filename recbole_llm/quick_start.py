@@ -43,6 +43,8 @@ def _fit_and_test(config, saved, verbose=True):
     test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test_seconds = time.perf_counter() - test_start
+    if hasattr(trainer, "discard_resume_state"):
+        trainer.discard_resume_state()  # the run is complete: the same command runs it again from the start
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     if config["device"].type == "cuda":
         logger.info(f"peak GPU memory of rank {config['local_rank']}: {torch.cuda.max_memory_allocated(config['device']) / 2**20:.0f} MiB")
@@ -60,7 +62,7 @@ def _fit_and_test(config, saved, verbose=True):
         "valid_seconds_per_epoch": valid_seconds,
         "test_seconds": test_seconds,
         "stage_seconds_per_epoch": getattr(trainer, "stage_seconds_per_epoch", None),
-        # GLTA's and GAL-Rec's trainers resume a killed run's finished stages and epochs; RecBole's never do.
+        # Whether this run continued a killed one: GLTA's and GAL-Rec's stages and epochs, other models' epochs.
         "resumed": getattr(trainer, "resumed", False),
         # GLTA's and GAL-Rec's stage 1: trained, graph_checkpoint, cache (graph_cache) or run checkpoint.
         "graph_source": getattr(trainer, "graph_source", None),

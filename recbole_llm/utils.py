@@ -75,10 +75,11 @@ def get_model(model_name):
 
 
 def get_trainer(model_type, model_name):
-    """The trainer class: ``recbole_llm.trainer.<Model>Trainer`` if the plugin has one, else RecBole's."""
+    """The trainer class: ``recbole_llm.trainer.<Model>Trainer`` if the plugin has one, else RecBole's,
+    made resumable after a kill where it runs RecBole's epoch loop (``recbole_llm.trainer.resume``)."""
     trainer_module = importlib.import_module("recbole_llm.trainer")
     trainer = getattr(trainer_module, f"{model_name}Trainer", None)
-    return trainer if trainer is not None else get_recbole_trainer(model_type, model_name)
+    return trainer if trainer is not None else trainer_module.resumable(get_recbole_trainer(model_type, model_name))
 
 
 def check_dataset_files(config):

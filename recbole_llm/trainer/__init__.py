@@ -2,5 +2,6 @@
 
 from recbole_llm.trainer.galrec_trainer import GALRecTrainer
 from recbole_llm.trainer.glta_trainer import GLTATrainer
+from recbole_llm.trainer.resume import ResumableTraining, resumable
 
-__all__ = ["GALRecTrainer", "GLTATrainer"]
+__all__ = ["GALRecTrainer", "GLTATrainer", "ResumableTraining", "resumable"]

@@ -1,0 +1,129 @@
+"""A killed run of a stock RecBole model (or a plugin model on RecBole's Trainer) resumes after its last epoch.
+
+RecBole's Trainer writes a checkpoint only when validation improves, under a timestamped name, and
+never reads one back by itself: a run killed at epoch 40 of SASRec starts again at epoch 0. Through
+the plugin's runner its training loop also keeps, after every finished epoch,
+``<checkpoint_dir>/<model>-<dataset>-<digest>/latest.pth``: the model and optimizer, RecBole's
+early-stopping state (best score and result, evaluations without gain, the best checkpoint's file)
+and the random state (torch, numpy, Python, the train loader's shuffling generator), written
+atomically. Running the same command again (same digest: every config entry that changes what is
+trained, as for GLTA) loads it and continues with the next epoch; with one torch thread the resumed
+run ends in the same weights as an uninterrupted one (tests/test_resume.py). A run whose training
+finished but whose test evaluation was killed is not trained again. After the test evaluation the
+folder is removed, so the next run of the same command starts over, as RecBole's does.
+
+Trainers that replace RecBole's ``fit`` (NCL, the decision-tree ones) and single-epoch ones
+(``TraditionalTrainer``: Pop, ItemKNN, EASE, ...) are left as they are: there is nothing to resume.
+"""
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from recbole.trainer import TraditionalTrainer, Trainer
+
+from recbole_llm.trainer.glta_trainer import atomic_save, run_digest
+
+
+class ResumableTraining:
+    """Mixin before a RecBole ``Trainer`` subclass: saves the state after each epoch and resumes from it."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.run_dir = Path(config["checkpoint_dir"]) / f"{config['model']}-{config['dataset']}-{run_digest(config)}"
+        self.resumed = False  # whether this run continued an earlier one (read by quick_start)
+        self._train_data = None
+        self._validates = False
+
+    @property
+    def latest_file(self):
+        return self.run_dir / "latest.pth"
+
+    def _save_latest(self, epoch_idx, loss=None, finished=False):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        losses = dict(self.train_loss_dict)
+        if loss is not None:  # saved from inside _train_epoch, before fit records the epoch's loss
+            losses[epoch_idx] = sum(loss) if isinstance(loss, tuple) else loss
+        atomic_save({
+            "epoch": epoch_idx,
+            "finished": finished,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result,
+            "best_file": self.saved_model_file,
+            "train_loss_dict": losses,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "loader": self._train_data.generator.get_state() if hasattr(self._train_data, "generator") else None,
+            },
+        }, self.latest_file)
+
+    def _load_latest(self):
+        state = torch.load(self.latest_file, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state["other_parameter"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.saved_model_file = state["best_file"]
+        self.train_loss_dict = dict(state["train_loss_dict"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng["loader"] is not None and hasattr(self._train_data, "generator"):
+            self._train_data.generator.set_state(rng["loader"])
+        self.resumed = True
+        self.logger.info(f"Resuming from {self.latest_file}: epoch {self.start_epoch} of {self.epochs}"
+                         + (" (training had finished)" if state["finished"] else ""))
+        return state["finished"]
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        if not self._validates or (epoch_idx + 1) % self.eval_step:
+            self._save_latest(epoch_idx, loss)  # no validation this epoch; otherwise saved after it
+        return loss
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._train_data = train_data
+        self._validates = self.eval_step > 0 and bool(valid_data)
+        if self.latest_file.is_file() and self._load_latest():
+            return self.best_valid_score, self.best_valid_result
+
+        def after_validation(epoch_idx, valid_score):
+            self._save_latest(epoch_idx)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        result = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                             callback_fn=after_validation)
+        if self.train_loss_dict:
+            self._save_latest(max(self.train_loss_dict), finished=True)
+        return result
+
+    def discard_resume_state(self):
+        """Remove the run's resume folder (after its test evaluation): the next run starts over."""
+        if self.config["single_spec"] or self.config["local_rank"] == 0:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def resumable(trainer_class):
+    """``trainer_class`` with ``ResumableTraining`` mixed in, or itself where there is nothing to resume."""
+    if (not issubclass(trainer_class, Trainer) or issubclass(trainer_class, (TraditionalTrainer, ResumableTraining))
+            or trainer_class.fit is not Trainer.fit):
+        return trainer_class
+    return type(trainer_class.__name__, (ResumableTraining, trainer_class),
+                {"__module__": __name__, "__doc__": trainer_class.__doc__})

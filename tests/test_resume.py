@@ -1,0 +1,116 @@
+"""A killed run of a model on RecBole's Trainer (stock BPR here) resumes after its last finished epoch
+and ends where the uninterrupted run ends; a finished run is not resumed by the next one."""
+
+import pytest
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import ModelType
+
+from recbole_llm.quick_start import run_recbole_llm
+from recbole_llm.trainer import ResumableTraining, resumable
+from recbole_llm.utils import get_trainer
+
+# Four epochs, validated after epochs 1 and 3 (0-based), so the last save before a kill at epoch 2
+# follows a validation and before a kill at epoch 3 it follows a plain training epoch.
+BASE = {"epochs": 4, "eval_step": 2, "stopping_step": 10, "learning_rate": 0.01, "train_batch_size": 4096,
+        "show_progress": False, "state": "WARNING", "seed": 2020}
+
+
+class Killed(Exception):
+    """Stands for the signal that stops a run."""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, so that two trainings of the same epochs agree to the last bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(checkpoint_dir):
+    return run_recbole_llm("BPR", "ml-100k", config_dict={**BASE, "checkpoint_dir": str(checkpoint_dir)})
+
+
+def best_weights(result):
+    return torch.load(result["saved_model_file"], weights_only=False)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped, so the autouse fixture does not cover it
+    try:
+        result = run(tmp_path_factory.mktemp("uninterrupted"))
+    finally:
+        torch.set_num_threads(threads)
+    return result, best_weights(result)
+
+
+def kill_at_epoch(monkeypatch, epoch):
+    train_epoch = Trainer._train_epoch
+
+    def killed(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == epoch:
+            raise Killed
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", killed)
+
+
+@pytest.mark.parametrize("kill_epoch", [2, 3])
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, monkeypatch, uninterrupted, kill_epoch):
+    expected, expected_weights = uninterrupted
+    with monkeypatch.context() as patch:
+        kill_at_epoch(patch, kill_epoch)
+        with pytest.raises(Killed):
+            run(tmp_path)
+    assert len(list(tmp_path.glob("BPR-ml-100k-*/latest.pth"))) == 1
+
+    result = run(tmp_path)
+    assert result["resumed"]
+    assert len(result["train_seconds_per_epoch"]) == 4 - kill_epoch  # only the epochs after the kill
+    assert result["best_epoch"] == expected["best_epoch"] == 3
+    assert result["best_valid_score"] == expected["best_valid_score"]
+    assert result["test_result"] == expected["test_result"]
+    for name, weight in best_weights(result).items():
+        assert torch.equal(weight, expected_weights[name]), name
+    assert not list(tmp_path.glob("BPR-ml-100k-*")), "a complete run leaves no resume state behind"
+
+
+def test_run_killed_during_its_test_is_not_trained_again(tmp_path, monkeypatch, uninterrupted):
+    expected, _ = uninterrupted
+
+    evaluate = Trainer.evaluate
+
+    def killed_in_test(self, eval_data, load_best_model=True, *args, **kwargs):
+        if load_best_model:  # the test evaluation; validation passes False
+            raise Killed
+        return evaluate(self, eval_data, load_best_model, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "evaluate", killed_in_test)
+        with pytest.raises(Killed):
+            run(tmp_path)
+    result = run(tmp_path)
+    assert result["resumed"] and result["train_seconds_per_epoch"] == []
+    assert result["best_epoch"] == expected["best_epoch"]
+    assert result["test_result"] == expected["test_result"]
+
+
+def test_complete_run_is_not_resumed(tmp_path):
+    assert not run(tmp_path)["resumed"]
+    assert not run(tmp_path)["resumed"]
+
+
+def test_which_trainers_resume():
+    general, traditional = ModelType.GENERAL, ModelType.TRADITIONAL
+    assert issubclass(get_trainer(general, "BPR"), ResumableTraining)
+    assert issubclass(get_trainer(general, "FastLightGCN"), ResumableTraining)
+    assert issubclass(get_trainer(ModelType.SEQUENTIAL, "SASRec"), ResumableTraining)
+    assert get_trainer(general, "BPR").__name__ == "Trainer"
+    assert not issubclass(get_trainer(general, "GLTA"), ResumableTraining)  # its own stage checkpoints
+    assert not issubclass(get_trainer(traditional, "EASE"), ResumableTraining)  # one epoch, nothing to resume
+    assert not issubclass(get_trainer(general, "NCL"), ResumableTraining)  # replaces RecBole's fit
+    assert resumable(resumable(Trainer)).__mro__.count(ResumableTraining) == 1
