@@ -8,6 +8,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_llm.config import Config
+from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.galrec import GALRec
 from recbole_llm.model.glta import GLTA
 from recbole_llm.trainer import GALRecTrainer, GLTATrainer
@@ -82,3 +83,13 @@ def test_a_change_stage_1_reads_trains_a_new_graph(base, tmp_path):
         trainer, *_ = run("GAL-Rec", {**shared, **changed, "checkpoint_dir": str(tmp_path / f"run{index}")})
         assert trainer.graph_source == "trained", changed
     assert len(list((tmp_path / "graph_cache").glob("*.pth"))) == 4
+
+
+def test_an_unreadable_cache_file_is_reported_as_the_cache_with_its_fix(base, tmp_path):
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
+    trainer, *_ = run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "a")})
+    (cached,) = (tmp_path / "graph_cache").glob("*.pth")
+    assert torch.load(cached, weights_only=False)["best_epoch"] in (0, 1)  # the stage-1 epoch it kept
+    cached.write_bytes(b"a file damaged by hand")
+    with pytest.raises(ConfigValueError, match="stage-1 cache file .* graph_cache=False"):
+        run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "b")})

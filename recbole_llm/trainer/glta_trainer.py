@@ -28,6 +28,7 @@ backbone out).
 import copy
 import hashlib
 import math
+import pickle
 import time
 from logging import getLogger
 from pathlib import Path
@@ -188,7 +189,7 @@ class GLTATrainer(Trainer):
             self._load_graph_checkpoint(self.config["graph_checkpoint"])
             self.graph_source = "graph_checkpoint"
         elif cached is not None and cached.is_file():
-            self._load_graph_checkpoint(cached)
+            self._load_graph_checkpoint(cached, from_cache=True)
             self.logger.info("Stage 1 (graph): trained by an earlier run with the same graph settings, seed and data "
                              "(graph_cache; set graph_cache=False to train it again)")
             self.graph_source = "cache"
@@ -207,26 +208,33 @@ class GLTATrainer(Trainer):
             if cached is not None and self._is_writer():
                 state = graph.state_dict()
                 embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
-                atomic_save({"state_dict": embeddings, "best_epoch": best.get("cur_epoch")}, cached)
+                atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
         self.model.freeze_graph()
         if self._is_writer():
             atomic_save({"stage": "graph", "state_dict": self.model.state_dict()}, done)
 
-    def _load_graph_checkpoint(self, path):
+    def _load_graph_checkpoint(self, path, from_cache=False):
+        """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
+        if from_cache:
+            what = f"The stage-1 cache file {str(path)!r}"
+            fix = ("Fix: delete that file (the next run trains stage 1 and stores it again), or set graph_cache=False "
+                   "to train stage 1 without the cache.")
+        else:
+            what = f"graph_checkpoint={str(path)!r}"
+            fix = "Fix: point it at a .pth file saved by RecBole's LightGCN or FastLightGCN on this dataset, or unset it."
         try:
             state = torch.load(path, map_location=self.device, weights_only=False)["state_dict"]
             users, items = state["user_embedding.weight"], state["item_embedding.weight"]
-        except (OSError, KeyError, RuntimeError) as error:
+        except (OSError, KeyError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
             raise ConfigValueError(
-                f"graph_checkpoint={path!r} is not a LightGCN checkpoint ({type(error).__name__}: {error}). Fix: point it "
-                "at a .pth file saved by RecBole's LightGCN or FastLightGCN on this dataset, or unset it."
+                f"{what} is not a LightGCN checkpoint ({type(error).__name__}: {error}). {fix}"
             ) from error
         graph = self.model.graph
         if users.shape != graph.user_embedding.weight.shape or items.shape != graph.item_embedding.weight.shape:
             raise ConfigValueError(
-                f"graph_checkpoint={path!r} holds {tuple(users.shape)} user and {tuple(items.shape)} item embeddings; this "
+                f"{what} holds {tuple(users.shape)} user and {tuple(items.shape)} item embeddings; this "
                 f"dataset and embedding_size need {tuple(graph.user_embedding.weight.shape)} and "
-                f"{tuple(graph.item_embedding.weight.shape)}. Fix: use a checkpoint trained on the same dataset and split."
+                f"{tuple(graph.item_embedding.weight.shape)}. {fix}"
             )
         graph.user_embedding.weight.data.copy_(users)
         graph.item_embedding.weight.data.copy_(items)
