@@ -78,3 +78,31 @@ def test_user_text_generation_resumes_after_a_kill(tiny_llm_path, tmp_path, monk
     assert user_text.user_texts(config, None, history, descriptions, "profile", batch_size=2) == whole
     assert calls == [2, 2, 1]  # users 5-9: the 4 generated before the kill were kept
     assert [p.name.endswith(".partial.json") for p in (tmp_path / "killed" / "user_text").iterdir()] == [False]
+
+
+@pytest.mark.parametrize("kind, prefix", [("profile", "User tags:"), ("prediction", "Interests:")])
+def test_user_text_generation_starts_the_answer(tiny_llm_path, tmp_path, monkeypatch, kind, prefix):
+    """The prompt ends in the answer's first word, so the model continues a list instead of echoing the prompt."""
+    from recbole_llm.data import user_text
+
+    config = {"profile_words": 3, "prediction_words": 3, "user_text_items": 2, "user_text_max_tokens": 2,
+              "llm_path": tiny_llm_path, "llm_dtype": "float32", "dataset": "toy", "llm_cache_dir": str(tmp_path)}
+    prompts, load = [], user_text.load_backbone
+
+    def load_recording(*args, **kwargs):
+        generator, tokenizer = load(*args, **kwargs)
+        generate = generator.generate
+
+        def recorded(**inputs):
+            prompts.extend(tokenizer.batch_decode(inputs["input_ids"], skip_special_tokens=False))
+            return generate(**inputs)
+
+        generator.generate = recorded
+        return generator, tokenizer
+
+    monkeypatch.setattr(user_text, "load_backbone", load_recording)
+    texts = user_text.user_texts(config, None, [[], [1, 2], [3]], ["", "a red lamp", "a blue chair", "jazz records"],
+                                 kind)
+    # The tiny tokenizer has no chat template, so the user turn is followed by a newline (``render_chat``).
+    assert len(prompts) == 2 and all(p.endswith("separated by commas.\n" + prefix) for p in prompts)
+    assert texts[0] == "" and all(prefix not in text for text in texts[1:])
