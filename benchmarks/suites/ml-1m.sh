@@ -40,3 +40,11 @@ run 0 --seeds 2020 --models GLTA &
 run 1 --seeds 2020 --models "LightGCN+[learning_rate=0.005],RLMRec-Gen[learning_rate=0.005],RLMRec-Con[learning_rate=0.005],HCCF[learning_rate=0.005],HCCF+[learning_rate=0.005]" &
 wait
 python benchmarks/run.py --dataset ml-1m --protocol "$P" --report-only
+
+# Issue 8's timing: the converged LightGCN pair again, one after the other with 2 threads on an
+# otherwise idle machine (results/lightgcn-ml-1m-2threads.*; --rerun-tuned so FastLightGCN is trained,
+# not copied from its 1-thread tuning run), and the side-by-side epoch timer.
+python benchmarks/run.py --dataset ml-1m --data_path "$D" --protocol "$P" --seeds 2020 --name lightgcn-ml-1m-2threads \
+    --rerun-tuned --models LightGCN,FastLightGCN
+python benchmarks/lightgcn_speed.py --dataset ml-1m --data_path "$D"
+python benchmarks/lightgcn_speed.py --dataset ml-1m --data_path "$D" --n_layers 3
