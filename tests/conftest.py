@@ -81,3 +81,14 @@ def tiny_llm_path(tmp_path_factory) -> str:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a whole test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    with several, the CPU kernels' reductions change order from run to run, so two trainings of the
+    same model already differ in the last bits and "the same weights" cannot be checked exactly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

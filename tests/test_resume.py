@@ -3,12 +3,14 @@ and ends where the uninterrupted run ends; a finished run is not resumed by the 
 
 import pytest
 import torch
+from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import ModelType
 
+from recbole_llm.config import Config
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.trainer import ResumableTraining, resumable
-from recbole_llm.utils import get_trainer
+from recbole_llm.utils import create_dataset, get_model, get_trainer
 
 # Four epochs, validated after epochs 1 and 3 (0-based), so the last save before a kill at epoch 2
 # follows a validation and before a kill at epoch 3 it follows a plain training epoch.
@@ -20,13 +22,8 @@ class Killed(Exception):
     """Stands for the signal that stops a run."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, so that two trainings of the same epochs agree to the last bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread, so that two trainings of the same epochs agree to the last bit (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(checkpoint_dir):
@@ -38,13 +35,8 @@ def best_weights(result):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped, so the autouse fixture does not cover it
-    try:
-        result = run(tmp_path_factory.mktemp("uninterrupted"))
-    finally:
-        torch.set_num_threads(threads)
+def uninterrupted(one_thread, tmp_path_factory):
+    result = run(tmp_path_factory.mktemp("uninterrupted"))
     return result, best_weights(result)
 
 
@@ -114,3 +106,12 @@ def test_which_trainers_resume():
     assert not issubclass(get_trainer(traditional, "EASE"), ResumableTraining)  # one epoch, nothing to resume
     assert not issubclass(get_trainer(general, "NCL"), ResumableTraining)  # replaces RecBole's fit
     assert resumable(resumable(Trainer)).__mro__.count(ResumableTraining) == 1
+
+
+def test_an_epoch_outside_fit_writes_no_resume_state(tmp_path):
+    """An epoch timer (benchmarks/lightgcn_speed.py) calls _train_epoch directly; it must time no checkpoint write."""
+    config = Config("BPR", "ml-100k", config_dict={**BASE, "checkpoint_dir": str(tmp_path)})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    trainer = get_trainer(config["MODEL_TYPE"], "BPR")(config, get_model("BPR")(config, train._dataset))
+    trainer._train_epoch(train, 0)
+    assert not trainer.latest_file.exists()

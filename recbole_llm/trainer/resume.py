@@ -93,7 +93,8 @@ class ResumableTraining:
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-        if not self._validates or (epoch_idx + 1) % self.eval_step:
+        # Only epochs of fit's loop are resumable: a direct call (an epoch timer) writes nothing.
+        if train_data is self._train_data and (not self._validates or (epoch_idx + 1) % self.eval_step):
             self._save_latest(epoch_idx, loss)  # no validation this epoch; otherwise saved after it
         return loss
 
