@@ -1,5 +1,7 @@
 """config -> dataset -> split -> model -> trainer -> fit/evaluate, for plugin and stock models alike."""
 
+import faulthandler
+import gc
 import logging
 import os
 import time
@@ -94,7 +96,13 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
     init_logger(config)
     getLogger().info(config)
     result = _fit_and_test(config, saved)
+    # The finished trainer and model sit in reference cycles (time_calls' wrappers hold the trainer's
+    # bound methods), so they would outlive this call until some later garbage collection: memory
+    # a tuning loop or a notebook never gets back and, under DDP, DDP wrappers that outlive the
+    # process group and are torn down during interpreter exit, where a rank can abort (SIGABRT).
+    gc.collect()
     if not config["single_spec"]:
+        dist.barrier()  # no rank leaves the group while another is still in a collective
         dist.destroy_process_group()
     if config["local_rank"] == 0 and queue is not None:
         queue.put(result)
@@ -102,6 +110,9 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
 
 
 def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, cmd_args, queue):
+    # A rank killed by a signal (an abort inside a native library) would otherwise leave only
+    # torch.multiprocessing's "terminated with signal" in the parent: print where it was.
+    faulthandler.enable()
     try:
         run_recbole_llm(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved, cmd_args, queue)
     except RecBoleLLMError as error:
@@ -153,7 +164,9 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     config = Config(config_dict=config_dict, config_file_list=config_file_list)
     init_seed(config["seed"], config["reproducibility"])
     logging.basicConfig(level=logging.ERROR)
-    return _fit_and_test(config, saved, verbose=False)
+    result = _fit_and_test(config, saved, verbose=False)
+    gc.collect()  # free this trial's model before the next one is built (see run_recbole_llm)
+    return result
 
 
 def load_data_and_model(model_file):

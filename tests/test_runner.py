@@ -1,8 +1,12 @@
 """The runner trains stock RecBole models on this stack, saves and reloads their best checkpoint."""
 
+import gc
+import weakref
+
 import pytest
 from recbole.trainer import Trainer
 
+import recbole_llm.quick_start as quick_start
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
 
 # RecBole's Random model scores NDCG@10 0.0065 on ml-100k (measured); two epochs of each model clear twice that.
@@ -49,3 +53,28 @@ def test_cli_overrides_beat_config_dict(quiet):
         "BPR", "ml-100k", config_dict={**quiet, "topk": [10]}, cmd_args=["--topk=[5]", "--metrics=['NDCG']", "--valid_metric=NDCG@5"], saved=False
     )
     assert set(result["test_result"]) == {"ndcg@5"}
+
+
+def test_finished_run_frees_its_trainer_and_model(quiet, monkeypatch):
+    # The trainer sits in reference cycles, so only a garbage collection frees it; the runner runs
+    # one before it returns (and, under DDP, before it leaves the process group). Automatic
+    # collection is off here so that only the runner's can free it.
+    built = []
+    get_trainer = quick_start.get_trainer
+
+    def recording_get_trainer(*args):
+        trainer_class = get_trainer(*args)
+
+        def build(config, model):
+            trainer = trainer_class(config, model)
+            built.extend([weakref.ref(trainer), weakref.ref(model)])
+            return trainer
+        return build
+
+    monkeypatch.setattr(quick_start, "get_trainer", recording_get_trainer)
+    gc.disable()
+    try:
+        run_recbole_llm("BPR", "ml-100k", config_dict={**quiet, "epochs": 1})
+        assert len(built) == 2 and all(ref() is None for ref in built)
+    finally:
+        gc.enable()
