@@ -135,6 +135,13 @@ class HCCF(GeneralRecommender):
         """Layer-0 embeddings: (users (n_users, d), items (n_items, d))."""
         return self.user_embedding.weight, self.item_embedding.weight
 
+    def get_hypergraphs(self):
+        """H_u = E_u^ID W_u and H_i = E_i^ID W_i, (n_users, hyper_num) and (n_items, hyper_num).
+
+        From the ID embeddings, HCCF's layer 0; HCCF+ adds text to layer 0 but not to H (see hccfplus.py).
+        """
+        return self.user_embedding.weight @ self.user_hyper, self.item_embedding.weight @ self.item_hyper
+
     def forward(self):
         """Final user and item embeddings, and the per-layer local and global views of all nodes.
 
@@ -143,8 +150,7 @@ class HCCF(GeneralRecommender):
             global views [L x (n_nodes, d)]; nodes are users then items.
         """
         user_ego, item_ego = self.get_ego_embeddings()
-        # H = E^ID W from the ID embeddings (HCCF's layer 0; HCCF+ adds text to layer 0 but not to H, see hccfplus.py).
-        user_hyper, item_hyper = self.user_embedding.weight @ self.user_hyper, self.item_embedding.weight @ self.item_hyper
+        user_hyper, item_hyper = self.get_hypergraphs()
         layers = [torch.cat([user_ego, item_ego])]
         local_views, global_views = [], []
         for _ in range(self.n_layers):

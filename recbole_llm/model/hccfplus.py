@@ -13,8 +13,10 @@ Choices where the spec is silent (beside those of ``hccf.py`` and ``text_fusion.
   directions entered H and summed coherently over all nodes in H LeakyReLU(H^T E), an
   un-normalised sum, which grows with the node count. On ml-1m (6k users) at learning rate 0.005,
   Adam's first steps moved the zero-initialised projection enough that scores exploded: the batch
-  BPR loss went from 0.77 to 11.8 within 10 steps and validation NDCG@10 stayed at 0.011. With the
-  hypergraph built from the IDs, the loss falls to 0.39 over the same 60 steps.
+  loss went from 0.78 to 11.9 within 10 steps and validation NDCG@10 after the first epoch was
+  0.0089. With the hypergraph built from the IDs, the loss falls to 0.39 over the same 60 steps
+  and NDCG@10 is 0.157 after the first epoch (``benchmarks/hccfplus_hypergraph.py``, whose
+  docstring has the command).
 - The projection and fusion weights fall under HCCF's L2 regularisation of all parameters; the
   frozen text vectors are buffers, not parameters, and are not in the checkpoint.
 """
