@@ -106,6 +106,7 @@ def test_which_trainers_resume():
     assert not issubclass(get_trainer(traditional, "EASE"), ResumableTraining)  # one epoch, nothing to resume
     assert not issubclass(get_trainer(general, "NCL"), ResumableTraining)  # replaces RecBole's fit
     assert resumable(resumable(Trainer)).__mro__.count(ResumableTraining) == 1
+    assert get_trainer(general, "BPR") is get_trainer(general, "LightGCN")  # one derived class per trainer class
 
 
 def test_an_epoch_outside_fit_writes_no_resume_state(tmp_path):

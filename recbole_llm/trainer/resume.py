@@ -16,6 +16,7 @@ Trainers that replace RecBole's ``fit`` (NCL, the decision-tree ones) and single
 (``TraditionalTrainer``: Pop, ItemKNN, EASE, ...) are left as they are: there is nothing to resume.
 """
 
+import functools
 import random
 import shutil
 from pathlib import Path
@@ -121,8 +122,13 @@ class ResumableTraining:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+@functools.cache
 def resumable(trainer_class):
-    """``trainer_class`` with ``ResumableTraining`` mixed in, or itself where there is nothing to resume."""
+    """``trainer_class`` with ``ResumableTraining`` mixed in, or itself where there is nothing to resume.
+
+    One derived class per trainer class, so runs in one process share it (``isinstance`` and
+    ``type(a) is type(b)`` hold across runs).
+    """
     if (not issubclass(trainer_class, Trainer) or issubclass(trainer_class, (TraditionalTrainer, ResumableTraining))
             or trainer_class.fit is not Trainer.fit):
         return trainer_class
