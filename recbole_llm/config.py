@@ -21,7 +21,8 @@ class Config(RecBoleConfig):
     Precedence stays RecBole's: command line > ``config_dict`` > ``config_file_list`` > plugin
     property files > RecBole's property files. The plugin's files are
     ``properties/overall.yaml`` (keys every plugin model shares, e.g. ``llm_path``),
-    ``properties/model/<Model>.yaml`` and ``properties/dataset/<dataset>.yaml``.
+    ``properties/model/<Model>.yaml`` (after those of its plugin base classes) and
+    ``properties/dataset/<dataset>.yaml``.
 
     Differences from RecBole's Config, all deliberate:
 
@@ -75,9 +76,12 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        # A plugin model inherits its plugin base classes' property files (base first, its own last):
+        # HCCF+'s file lists only what it adds to HCCF's.
+        bases = [cls.__name__ for cls in reversed(model_class.__mro__[1:]) if cls.__module__.startswith("recbole_llm.")]
         for path in (
             PROPERTIES_DIR / "overall.yaml",
-            PROPERTIES_DIR / "model" / f"{model}.yaml",
+            *(PROPERTIES_DIR / "model" / f"{name}.yaml" for name in bases + [model]),
             PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
         ):
             if path.is_file():

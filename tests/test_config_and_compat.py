@@ -82,6 +82,15 @@ def test_plugin_property_files_are_loaded():
     assert "item_text_fields" in config.parameters["Dataset"]
 
 
+def test_plugin_models_inherit_their_base_classes_property_files():
+    # HCCF+'s file lists only the text fusion; HCCF's keys come from HCCF.yaml (official defaults).
+    config = Config("HCCF+", "ml-100k")
+    assert config["hyper_num"] == 128 and config["keep_rate"] == 0.5 and config["text_fusion"] == "add"
+    # LightGCN+'s LightGCN part comes from FastLightGCN.yaml (RecBole has no file for either).
+    config = Config("LightGCN+", "ml-100k")
+    assert config["embedding_size"] == 64 and config["n_layers"] == 2 and config["reg_weight"] == 1e-05
+
+
 def test_user_config_file_beats_plugin_defaults(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("llm_dtype: bfloat16\nitem_text_template: '{movie_title}'\n")
