@@ -95,6 +95,10 @@ def test_run_killed_after_stage_two_resumes_at_stage_three(base, tmp_path, monke
     assert again.stage_seconds_per_epoch["graph"] == [] and again.stage_seconds_per_epoch["item_alignment"] == []
     assert len(again.stage_seconds_per_epoch["user_alignment"]) == 1
     assert torch.equal(model.item_graph_embedding, graph_embeddings)
+    # The resumed run's graph is frozen, as the killed run's was after stage 1 (its trainable count too).
+    assert not any(p.requires_grad for p in model.graph.parameters())
+    trainable = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    assert trainable(model) == trainable(trainer.model)
 
 
 def test_ablations_skip_their_stages(base, tmp_path):

@@ -179,6 +179,9 @@ class GLTATrainer(Trainer):
         done = self.run_dir / "stage1_graph.pth"
         if done.is_file():
             self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
+            # The checkpoint holds the frozen graph embeddings; the graph's weights stay out of training,
+            # as freeze_graph leaves them (or DDP would reduce their gradients and counts would include them).
+            self.model.graph.requires_grad_(False)
             self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
             self.resumed = True
             self.graph_source = "run checkpoint"
