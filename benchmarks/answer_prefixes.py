@@ -39,7 +39,7 @@ def main(argv=None):
     settings = {k: config[k] for k in ("profile_words", "prediction_words", "user_text_items", "user_text_max_tokens",
                                        "llm_path", "llm_dtype", "llm_cache_dir")}
     with tempfile.TemporaryDirectory() as texts_dir:
-        cache_root = user_text._cache_root
+        cache_root, profile_prefix = user_text._cache_root, user_text.ANSWER_PREFIXES["profile"]
         user_text._cache_root = lambda _: Path(texts_dir)  # the texts only; the converted backbone stays cached
         try:
             for prefix in args.prefixes:
@@ -53,7 +53,7 @@ def main(argv=None):
                 for text in result["first texts"]:
                     print(f"  {text}")
         finally:
-            user_text._cache_root = cache_root
+            user_text._cache_root, user_text.ANSWER_PREFIXES["profile"] = cache_root, profile_prefix
 
 
 if __name__ == "__main__":

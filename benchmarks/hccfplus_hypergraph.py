@@ -49,13 +49,13 @@ def first_epoch(model_class, config, train_data, valid_data):
     model = model_class(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], "HCCF+")(config, model)
     losses = []
-    model.train()
-    for interaction in train_data:
-        trainer.optimizer.zero_grad()
-        loss = model.calculate_loss(interaction.to(config["device"]))
-        loss.backward()
-        trainer.optimizer.step()
+
+    def recorded_loss(interaction):
+        loss = model.calculate_loss(interaction)
         losses.append(loss.item())
+        return loss
+
+    trainer._train_epoch(train_data, 0, loss_func=recorded_loss)  # RecBole's loop, each batch's loss recorded
     score, _ = trainer._valid_epoch(valid_data)
     return losses, score
 
