@@ -85,8 +85,8 @@ from recbole_llm.data.neighbours import NeighbourSampler
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
-from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
+from recbole_llm.model.graph_stage import PretrainedGraphMixin
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
@@ -139,7 +139,7 @@ class GraphTokenEncoder(nn.Module):
         return dict(zip(TASK_TOKENS, self.task_tokens.unsqueeze(1)))
 
 
-class GALRec(FrozenBackboneMixin, GeneralRecommender):
+class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # The graph stage trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
@@ -163,10 +163,7 @@ class GALRec(FrozenBackboneMixin, GeneralRecommender):
         self.top_hop = 2 if self.use_hop2 else 1
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
-        self.graph = FastLightGCN(config, dataset)
-        d = config["embedding_size"]
-        self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
-        self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
+        d = self._build_graph(config, dataset)
         if self.use_item_text:
             # Recomputed from the on-disk cache when a model is built, so no checkpoint carries it.
             self.register_buffer("item_text_embedding", text_embeddings(dataset, config, users=False)[1], persistent=False)
@@ -218,19 +215,6 @@ class GALRec(FrozenBackboneMixin, GeneralRecommender):
     def graph_aware_parameters(self):
         """What the joint loss trains: projectors, task tokens, projection head, GLLM head, LoRA if any."""
         return [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("graph.")]
-
-    @torch.no_grad()
-    def freeze_graph(self):
-        """End of stage 1: keep LightGCN's final embeddings as fixed inputs of the projectors."""
-        self.graph.eval()
-        users, items = self.graph.forward()
-        self.user_graph_embedding.copy_(users)
-        self.item_graph_embedding.copy_(items)
-        self.graph.requires_grad_(False)
-
-    @torch.no_grad()
-    def init_head_from_item_tokens(self):
-        self.gllm_head.init_from_item_tokens(self.item_tokens(torch.arange(self.n_items, device=self.device)))
 
     # ----- external embeddings and prompts ------------------------------------------------------
 

@@ -50,12 +50,12 @@ from torch import nn
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
 from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
-from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
+from recbole_llm.model.graph_stage import PretrainedGraphMixin
 from recbole_llm.model.item_head import GLLMHead
 
 
-class GLTA(FrozenBackboneMixin, GeneralRecommender):
+class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
@@ -70,10 +70,7 @@ class GLTA(FrozenBackboneMixin, GeneralRecommender):
         self.lora = (config["lora_r"] or 0) > 0
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
-        self.graph = FastLightGCN(config, dataset)
-        d = config["embedding_size"]
-        self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
-        self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
+        d = self._build_graph(config, dataset)
 
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
@@ -109,19 +106,6 @@ class GLTA(FrozenBackboneMixin, GeneralRecommender):
         params = [self.user_projector.weight, self.user_projector.bias, self.output_slots]
         params += list(self.gllm_head.parameters())
         return params + [p for p in self.llm.parameters() if p.requires_grad]
-
-    @torch.no_grad()
-    def freeze_graph(self):
-        """End of stage 1: keep LightGCN's final embeddings as fixed inputs of the projectors."""
-        self.graph.eval()
-        users, items = self.graph.forward()
-        self.user_graph_embedding.copy_(users)
-        self.item_graph_embedding.copy_(items)
-        self.graph.requires_grad_(False)
-
-    @torch.no_grad()
-    def init_head_from_item_tokens(self):
-        self.gllm_head.init_from_item_tokens(self.item_tokens(torch.arange(self.n_items, device=self.device)))
 
     # ----- prompts ------------------------------------------------------------------------------
 
