@@ -78,3 +78,17 @@ def test_stock_model_ignores_text_fields(tmp_path):
 @pytest.mark.parametrize("name", ["ml-1m", "amazon-beauty", "yelp"])
 def test_shared_dataset_property_files_name_real_columns(name):
     check_item_text_fields(Config(TextBPR, name, config_dict={"data_path": str(SHARED)}))
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark datasets not beside the checkout")
+@pytest.mark.parametrize("model", ["GALRec", "SASRec", "BPR"])
+@pytest.mark.parametrize("name", ["amazon-beauty", "yelp"])
+def test_sequence_datasets_default_to_leave_one_out(name, model):
+    """The 5-core sequence sets are evaluated leave-one-out over each user's order by any model."""
+    config = Config(model, name, config_dict={"data_path": str(SHARED)})
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert config["eval_args"]["order"] == "TO"
+    assert config["valid_metric"] == "NDCG@10"
+    # A config file or --eval_args still wins.
+    overridden = Config(model, name, config_dict={"data_path": str(SHARED), "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}}})
+    assert overridden["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]} and overridden["eval_args"]["order"] == "RO"
