@@ -106,3 +106,23 @@ def test_ce_sequential_models_default_to_no_negative_sampling():
 def test_single_process_config_stays_single():
     config = Config("BPR", "ml-100k")
     assert config["single_spec"] and config["device"].type in ("cpu", "cuda")
+
+
+def _anomaly_mode_after(code):
+    """Anomaly mode in a fresh interpreter after ``code`` (this process imported recbole_llm long ago)."""
+    import subprocess
+
+    script = f"import torch\n{code}\nprint(torch.is_anomaly_enabled())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_sequential_models_do_not_switch_on_anomaly_mode():
+    # RecBole's SINE module calls torch.autograd.set_detect_anomaly(True) at import, which the
+    # package's __init__ reaches for every sequential model.
+    assert _anomaly_mode_after("import recbole.model.sequential_recommender") == "True"
+    assert _anomaly_mode_after("import recbole_llm\nfrom recbole_llm.utils import get_model\n"
+                               "get_model('SASRec'); get_model('SINE')") == "False"
+    # A user who wants it keeps it.
+    assert _anomaly_mode_after("torch.autograd.set_detect_anomaly(True)\nimport recbole_llm\n"
+                               "from recbole_llm.utils import get_model\nget_model('SASRec')") == "True"
