@@ -169,8 +169,9 @@ def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
     model = model.base_model
     parameters = inspect.signature(model.forward).parameters
     size, length = batch.attention_mask.shape
-    if 1 < batch.shared_length < length and size > 1 and _runs_shared_part_once(model, parameters):
-        hidden = _hidden_with_shared_part_once(model, batch)
+    cache_key = _cache_keyword(parameters)
+    if 1 < batch.shared_length < length and size > 1 and cache_key and _runs_shared_part_once(model, parameters):
+        hidden = _hidden_with_shared_part_once(model, batch, cache_key)
     else:
         inputs = {"inputs_embeds": batch.inputs_embeds, "attention_mask": batch.attention_mask}
         # Relative-position encoders (T5) take no position_ids; decoders would build a KV cache otherwise.
@@ -182,6 +183,15 @@ def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
     positions = batch.positions[name]
     rows = torch.arange(len(positions), device=positions.device).unsqueeze(1)
     return hidden[rows, positions]
+
+
+def _cache_keyword(parameters) -> str | None:
+    """The name under which the decoder's ``forward`` takes (and its output returns) the KV cache.
+
+    transformers 4.x and early 5.x say ``past_key_values``; 5.24 renamed it ``cache``. Checking the
+    signature, not the version, keeps the fast path on whatever the installed release calls it.
+    """
+    return next((key for key in ("cache", "past_key_values") if key in parameters), None)
 
 
 def _runs_shared_part_once(model: nn.Module, parameters) -> bool:
@@ -198,12 +208,12 @@ def _runs_shared_part_once(model: nn.Module, parameters) -> bool:
     )
     return (
         causal
-        and {"past_key_values", "position_ids", "use_cache"} <= set(parameters)
+        and {"position_ids", "use_cache"} <= set(parameters)
         and not activation_checkpointing(model)
     )
 
 
-def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch) -> Tensor:
+def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch, cache_key: str) -> Tensor:
     """Last hidden states [B, L, h] with the shared first tokens run once, not once per prompt.
 
     Every prompt of the batch starts with the same ``shared_length`` tokens (the chat template and
@@ -228,15 +238,15 @@ def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch) -> Tenso
         position_ids=steps[:shared].unsqueeze(0),
         use_cache=True,
     )
-    cache = first.past_key_values
+    cache = getattr(first, cache_key)
     cache.batch_repeat_interleave(size)
     rest_mask = batch.attention_mask.gather(1, rest_index)
     rest = model(
         inputs_embeds=batch.inputs_embeds.gather(1, _rows(rest_index, batch.inputs_embeds)),
         attention_mask=torch.cat([rest_mask.new_ones(size, shared), rest_mask], dim=1),
         position_ids=batch.position_ids.gather(1, rest_index),
-        past_key_values=cache,
         use_cache=True,
+        **{cache_key: cache},
     ).last_hidden_state
     # Back to the batch's layout: [shared states of the first pass, states of the rest], indexed by
     # position i: a shared token (offset <= i < offset + shared) at i - offset, padding before it at
