@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the child process runs this file as a script, from any install
 
-from recbole_llm.utils import atomic_write  # noqa: E402
+from recbole_llm.helpers import atomic_write  # noqa: E402
 TUNED_DIR = ROOT / "properties" / "benchmark"
 _ROW = re.compile(r"^(?P<model>[^\[\]]+?)(?:\[(?P<overrides>.*)\])?$")
 

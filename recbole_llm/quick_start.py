@@ -15,7 +15,8 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
 from recbole_llm.errors import RecBoleLLMError
-from recbole_llm.utils import create_dataset, get_model, get_trainer, time_calls
+from recbole_llm.helpers import time_calls
+from recbole_llm.utils import create_dataset, get_model, get_trainer
 
 
 def _fit_and_test(config, saved, verbose=True):

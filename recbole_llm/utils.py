@@ -4,8 +4,6 @@ import difflib
 import importlib
 import importlib.util
 import os
-import tempfile
-import time
 from pathlib import Path
 
 import recbole
@@ -108,35 +106,3 @@ def create_dataset(config):
     """The model's own dataset class ``recbole_llm.data.<Model>Dataset`` if the plugin has one, else RecBole's."""
     dataset_class = getattr(importlib.import_module("recbole_llm.data"), f"{config['model']}Dataset", None)
     return dataset_class(config) if dataset_class is not None else create_recbole_dataset(config)
-
-
-def time_calls(obj, method, seconds):
-    """Append the duration of every call of ``obj.method`` to the list ``seconds``."""
-    original = getattr(obj, method)
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            seconds.append(time.perf_counter() - start)
-
-    setattr(obj, method, timed)
-
-
-def atomic_write(path, write, mode="wb"):
-    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place.
-
-    A run killed mid-write leaves the previous file (or none), never a truncated one: ``os.replace``
-    is atomic on one file system. Used for every checkpoint, cache and result file the plugin writes.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
-        try:
-            write(f)
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)

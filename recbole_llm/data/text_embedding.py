@@ -20,29 +20,16 @@ options, the pooling and a digest of every text, and written atomically.
 import hashlib
 import json
 import logging
-import os
-from pathlib import Path
 
 import torch
 
 from recbole_llm.data.item_text import item_descriptions
+from recbole_llm.helpers import atomic_write, cache_root, option
 from recbole_llm.llm import load_backbone
-from recbole_llm.utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
 BACKBONE_KEYS = ("llm_path", "llm_cache_dir", "llm_num_layers", "llm_dtype")
-
-
-def cache_root(config):
-    """Where the plugin caches converted backbones and computed texts and embeddings."""
-    root = config["llm_cache_dir"] if "llm_cache_dir" in config else None
-    return Path(root or os.environ.get("RECBOLE_LLM_CACHE") or Path.home() / ".cache" / "recbole_llm")
-
-
-def _option(config, key, default):
-    value = config[key] if key in config else None
-    return default if value is None else value
 
 
 def user_profile_texts(dataset, descriptions, n_items):
@@ -61,7 +48,7 @@ def embed_texts(texts, config, batch_size=32):
     """Mean-pooled last hidden states of ``texts`` under the configured backbone: (len(texts), hidden)."""
     backbone_config = {key: config[key] for key in BACKBONE_KEYS if key in config}
     model, tokenizer = load_backbone(backbone_config)
-    max_tokens = _option(config, "text_max_tokens", 128)
+    max_tokens = option(config, "text_max_tokens", 128)
     out = torch.zeros(len(texts), model.config.hidden_size)
     todo = [i for i, text in enumerate(texts) if text]
     # Sorting by length keeps padding, and so wasted compute, small.
@@ -84,17 +71,17 @@ def text_embeddings(dataset, config=None, users=True):
     """
     config = config if config is not None else dataset.config
     descriptions = item_descriptions(dataset)
-    user_texts = user_profile_texts(dataset, descriptions, _option(config, "user_text_items", 10)) if users else []
-    key = [[k, _option(config, k, None)] for k in BACKBONE_KEYS if k != "llm_cache_dir"]
-    key += [["pool", "mean"], ["max_tokens", _option(config, "text_max_tokens", 128)], descriptions, user_texts]
+    user_texts = user_profile_texts(dataset, descriptions, option(config, "user_text_items", 10)) if users else []
+    key = [[k, option(config, k, None)] for k in BACKBONE_KEYS if k != "llm_cache_dir"]
+    key += [["pool", "mean"], ["max_tokens", option(config, "text_max_tokens", 128)], descriptions, user_texts]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-    path = cache_root(config) / "text_embedding" / f"{config['dataset']}-{digest}.pt"
+    path = cache_root(option(config, "llm_cache_dir", None)) / "text_embedding" / f"{config['dataset']}-{digest}.pt"
     if path.is_file():
         cached = torch.load(path, weights_only=True)
         return cached["user"] if users else None, cached["item"]
 
     logger.info("Embedding %d item and %d user texts with %s (cached in %s)", len(descriptions), len(user_texts),
-                _option(config, "llm_path", "the default backbone"), path)
+                option(config, "llm_path", "the default backbone"), path)
     vectors = embed_texts(descriptions + user_texts, config)
     item, user = vectors[: len(descriptions)], vectors[len(descriptions):]
     atomic_write(path, lambda f: torch.save({"user": user, "item": item}, f))

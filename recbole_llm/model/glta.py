@@ -49,7 +49,7 @@ from torch import nn
 
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
-from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
+from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
 from recbole_llm.model.graph_stage import PretrainedGraphMixin
 from recbole_llm.model.item_head import GLLMHead
@@ -59,6 +59,15 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
+    # The keys of properties/model/GLTA.yaml that only stages 2 and 3 read: runs that differ in
+    # nothing else share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
+    LATER_STAGE_KEYS = LLM_KEYS | {
+        "item_alignment", "item_alignment_items", "item_alignment_epochs", "item_alignment_lr",
+        "item_alignment_batch_size", "item_alignment_system", "item_alignment_prompt", "user_alignment",
+        "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
+        "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
+        "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head", "head_norm",
+    }
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -111,10 +120,6 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     def item_tokens(self, items):
         return self.item_projector(self.item_graph_embedding[items])
-
-    def logits(self, hidden):
-        all_tokens = self.item_tokens(torch.arange(self.n_items, device=hidden.device)) if self.gllm_head.mode == "tied" else None
-        return self.gllm_head(hidden, all_tokens)
 
     def _slots(self, count):
         return Soft(self.output_slots[:count], name="out")
@@ -176,7 +181,3 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         users = interaction[self.USER_ID]
         batch = self.user_prompts(users, [self.inference_history[u] for u in users.tolist()])
         return self.logits(self.slot_hidden(batch)[:, 0])
-
-    def predict(self, interaction):
-        scores = self.full_sort_predict(interaction)
-        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)

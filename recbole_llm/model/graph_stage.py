@@ -1,4 +1,5 @@
-"""Stage 1 of GLTA and GAL-Rec: a LightGCN trained on the interaction graph, then frozen.
+"""Stage 1 of GLTA and GAL-Rec: a LightGCN trained on the interaction graph, then frozen; and the
+GLLM head's scores over the frozen graph's item tokens, which both models rank all items by.
 
 Both models keep the graph (``FastLightGCN``) as a submodule so that stage 1 trains through
 RecBole's pairwise batches, and its final embeddings as buffers that every later stage reads.
@@ -33,3 +34,13 @@ class PretrainedGraphMixin:
     def init_head_from_item_tokens(self):
         """``gllm_head: item_tokens``: start the head from the item tokens of the frozen graph."""
         self.gllm_head.init_from_item_tokens(self.item_tokens(torch.arange(self.n_items, device=self.device)))
+
+    def logits(self, hidden):
+        """Scores of every item from LLM hidden states through the GLLM head (``tied``: over all item tokens)."""
+        all_tokens = self.item_tokens(torch.arange(self.n_items, device=hidden.device)) if self.gllm_head.mode == "tied" else None
+        return self.gllm_head(hidden, all_tokens)
+
+    def predict(self, interaction):
+        """The scores of the interaction's items: their columns of ``full_sort_predict``."""
+        scores = self.full_sort_predict(interaction)
+        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)

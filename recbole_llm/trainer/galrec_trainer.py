@@ -1,29 +1,24 @@
-"""GAL-Rec's two stages: GLTA's graph stage, then graph-aware learning through RecBole's own ``fit``.
+"""GAL-Rec's two stages: the graph stage, then graph-aware learning through RecBole's own ``fit``.
 
-Checkpoints live in ``<checkpoint_dir>/GALRec-<dataset>-<digest>/`` (the digest as GLTA's, with the
-epoch budget left out too, so a longer run resumes a shorter one):
-
-- Stage 1 (graph) is ``GLTATrainer``'s: LightGCN with BPR on the training interactions, or the
-  embeddings of ``graph_checkpoint``, or those of an earlier run that differs only in stage-2 keys
-  (``graph_cache``); saved as ``stage1_graph.pth`` and loaded, not retrained, when a run starts again.
+- Stage 1 (graph) is ``GraphStageTrainer``'s: LightGCN with BPR on the training interactions, or
+  the embeddings of ``graph_checkpoint``, or those of an earlier run that differs only in the keys
+  ``GALRec.LATER_STAGE_KEYS`` names (``graph_cache``); saved as ``stage1_graph.pth`` and loaded,
+  not retrained, when a run starts again.
 - Stage 2 (graph-aware learning) trains the joint loss on shuffled batches of user ids
   (``prompt_batch_size`` users a step, ``users_per_epoch`` users an epoch) for ``epochs`` epochs;
   validation, early stopping and the best checkpoint (``GALRec-best.pth``) are RecBole's.
-  ``graph_aware_latest.pth`` holds the last finished epoch, to resume from.
+  ``graph_aware_latest.pth`` holds the last finished epoch, to resume from. The epoch budget is
+  not part of the run digest, so a longer run resumes a shorter one.
 """
 
 import itertools
 import math
-import time
-from pathlib import Path
 
 import torch
-from recbole.trainer import Trainer
 
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.trainer.glta_trainer import BACKBONE_KEYS, GLTATrainer, StageBatches, run_digest
-
-STAGES = ("graph", "graph_aware")
+from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer, StageBatches
+from recbole_llm.trainer.run_state import with_entries
 
 
 class UserSample(StageBatches):
@@ -42,32 +37,13 @@ class UserSample(StageBatches):
         return itertools.islice(super().__iter__(), len(self))
 
 
-class GALRecTrainer(GLTATrainer):
-    # GAL-Rec's keys that only stage 2 reads: runs that differ in nothing else share stage 1.
-    LATER_STAGE_KEYS = BACKBONE_KEYS | {
-        "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
-        "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
-        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch",
-    }
+class GALRecTrainer(GraphStageTrainer):
+    STAGES = ("graph", "graph_aware")
+    LATEST_FILE = "graph_aware_latest.pth"
 
-    def __init__(self, config, model):
-        super().__init__(config, model)
-        self.run_dir = Path(config["checkpoint_dir"]) / f"GALRec-{config['dataset']}-{run_digest(self._stage_config(epochs=None))}"
-        self.saved_model_file = str(self.run_dir / "GALRec-best.pth")
-        self.stage_seconds_per_epoch = {stage: [] for stage in STAGES}
-        self.stage_loss_per_epoch = {stage: [] for stage in STAGES}
-
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        began = time.perf_counter()
-        loss = Trainer._train_epoch(self, train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-        self.stage_seconds_per_epoch["graph_aware"].append(time.perf_counter() - began)
-        self.stage_loss_per_epoch["graph_aware"].append(loss)
-        if self.eval_step <= 0 or (epoch_idx + 1) % self.eval_step:
-            self._save_latest(epoch_idx)  # not validated this epoch; otherwise saved after validation
-        return loss
-
-    def _save_latest(self, epoch_idx):
-        self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(self.run_dir / "graph_aware_latest.pth"))
+    def _run_dir(self, config):
+        # The folder is named as with epochs=None, so a longer run resumes a shorter one.
+        return super()._run_dir(with_entries(config, epochs=None))
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """Stage 1 as needed, then graph-aware learning through RecBole's fit; returns its best valid score and result."""
@@ -75,29 +51,14 @@ class GALRecTrainer(GLTATrainer):
         if users_per_epoch is not None and (isinstance(users_per_epoch, bool) or not isinstance(users_per_epoch, int)
                                             or users_per_epoch < 1):
             raise ConfigValueError(f"users_per_epoch={users_per_epoch!r} must be an integer >= 1, or ~ for all users.")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._graph_stage(train_data, valid_data, verbose, show_progress)
-        self._rewrap_ddp()
+        self.prepare_graph(train_data, valid_data, verbose, show_progress)
 
         model = self.model
         model.init_head_from_item_tokens()  # replaced by the checkpoint's head when resuming below
         self.optimizer = self._build_optimizer(params=model.graph_aware_parameters())
-        self.eval_step = min(self.config["eval_step"], self.epochs)
-        latest = self.run_dir / "graph_aware_latest.pth"
-        if latest.is_file():
-            self.resume_checkpoint(str(latest))
-            self.resumed = True
-            self.saved_model_file = str(self.run_dir / "GALRec-best.pth")  # resume_checkpoint points it at latest
         # Users without a training interaction have no prompt context and no target.
         users = torch.nonzero(model.user_items.degree(torch.arange(model.n_users)) > 0).squeeze(1)
         batches = UserSample(model.USER_ID, users, self.config["prompt_batch_size"], train_data.dataset,
                              self.config["seed"], rank=self.rank, world_size=self.world_size, limit=users_per_epoch)
-        batches.epoch = self.start_epoch
-
-        def after_validation(epoch_idx, valid_score):
-            self._save_latest(epoch_idx)
-            if callback_fn:
-                callback_fn(epoch_idx, valid_score)
-
-        return Trainer.fit(self, batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
-                           callback_fn=after_validation)
+        return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                                   callback_fn=callback_fn)

@@ -19,31 +19,24 @@ Trainers that replace RecBole's ``fit`` (NCL, the decision-tree ones) and single
 import functools
 import random
 import shutil
-from pathlib import Path
 
 import numpy as np
 import torch
 from recbole.trainer import TraditionalTrainer, Trainer
 
-from recbole_llm.trainer.glta_trainer import atomic_save, run_digest
+from recbole_llm.helpers import atomic_save
+from recbole_llm.trainer.run_state import RunState
 
 
-class ResumableTraining:
+class ResumableTraining(RunState):
     """Mixin before a RecBole ``Trainer`` subclass: saves the state after each epoch and resumes from it."""
-
-    def __init__(self, config, model):
-        super().__init__(config, model)
-        self.run_dir = Path(config["checkpoint_dir"]) / f"{config['model']}-{config['dataset']}-{run_digest(config)}"
-        self.resumed = False  # whether this run continued an earlier one (read by quick_start)
-        self._train_data = None
-        self._validates = False
 
     @property
     def latest_file(self):
         return self.run_dir / "latest.pth"
 
     def _save_latest(self, epoch_idx, loss=None, finished=False):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not self._is_writer():
             return
         losses = dict(self.train_loss_dict)
         if loss is not None:  # saved from inside _train_epoch, before fit records the epoch's loss
@@ -64,7 +57,7 @@ class ResumableTraining:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
-                "loader": self._train_data.generator.get_state() if hasattr(self._train_data, "generator") else None,
+                "loader": self._fit_data.generator.get_state() if hasattr(self._fit_data, "generator") else None,
             },
         }, self.latest_file)
 
@@ -85,40 +78,26 @@ class ResumableTraining:
             torch.cuda.set_rng_state_all(rng["cuda"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        if rng["loader"] is not None and hasattr(self._train_data, "generator"):
-            self._train_data.generator.set_state(rng["loader"])
+        if rng["loader"] is not None and hasattr(self._fit_data, "generator"):
+            self._fit_data.generator.set_state(rng["loader"])
         self.resumed = True
         self.logger.info(f"Resuming from {self.latest_file}: epoch {self.start_epoch} of {self.epochs}"
                          + (" (training had finished)" if state["finished"] else ""))
         return state["finished"]
 
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-        # Only epochs of fit's loop are resumable: a direct call (an epoch timer) writes nothing.
-        if train_data is self._train_data and (not self._validates or (epoch_idx + 1) % self.eval_step):
-            self._save_latest(epoch_idx, loss)  # no validation this epoch; otherwise saved after it
-        return loss
-
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self._train_data = train_data
-        self._validates = self.eval_step > 0 and bool(valid_data)
+        self._fit_data = train_data
         if self.latest_file.is_file() and self._load_latest():
             return self.best_valid_score, self.best_valid_result
-
-        def after_validation(epoch_idx, valid_score):
-            self._save_latest(epoch_idx)
-            if callback_fn:
-                callback_fn(epoch_idx, valid_score)
-
-        result = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
-                             callback_fn=after_validation)
+        result = self._fit_keeping_latest(train_data, valid_data, verbose=verbose, saved=saved,
+                                          show_progress=show_progress, callback_fn=callback_fn)
         if self.train_loss_dict:
             self._save_latest(max(self.train_loss_dict), finished=True)
         return result
 
     def discard_resume_state(self):
         """Remove the run's resume folder (after its test evaluation): the next run starts over."""
-        if self.config["single_spec"] or self.config["local_rank"] == 0:
+        if self._is_writer():
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
@@ -129,7 +108,7 @@ def resumable(trainer_class):
     One derived class per trainer class, so runs in one process share it (``isinstance`` and
     ``type(a) is type(b)`` hold across runs).
     """
-    if (not issubclass(trainer_class, Trainer) or issubclass(trainer_class, (TraditionalTrainer, ResumableTraining))
+    if (not issubclass(trainer_class, Trainer) or issubclass(trainer_class, (TraditionalTrainer, RunState))
             or trainer_class.fit is not Trainer.fit):
         return trainer_class
     return type(trainer_class.__name__, (ResumableTraining, trainer_class),

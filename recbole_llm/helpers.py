@@ -1,0 +1,62 @@
+"""Low-level helpers every layer of the package may use: atomic file writes, the cache folder,
+optional config entries, call timing.
+
+This module sits below everything else: it imports nothing of the package, so the registry
+(``utils.py``), the trainers and the data transforms can all use it without an import circle.
+"""
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def atomic_write(path, write, mode="wb"):
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place.
+
+    A run killed mid-write leaves the previous file (or none), never a truncated one: ``os.replace``
+    is atomic on one file system. Used for every checkpoint, cache and result file the plugin writes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
+        try:
+            write(f)
+        except BaseException:
+            f.close()
+            os.unlink(f.name)
+            raise
+    os.replace(f.name, path)
+
+
+def atomic_save(obj, path):
+    """``torch.save`` through ``atomic_write``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def option(config, key, default):
+    """``config[key]``, or ``default`` when absent or null; works for RecBole Config and dicts."""
+    value = config[key] if key in config else None
+    return default if value is None else value
+
+
+def cache_root(llm_cache_dir=None):
+    """Where the plugin caches converted backbones and computed texts and embeddings: the config's
+    ``llm_cache_dir``, else ``$RECBOLE_LLM_CACHE``, else ``~/.cache/recbole_llm``."""
+    return Path(llm_cache_dir or os.environ.get("RECBOLE_LLM_CACHE") or Path.home() / ".cache" / "recbole_llm")
+
+
+def time_calls(obj, method, seconds):
+    """Append the duration of every call of ``obj.method`` to the list ``seconds``."""
+    original = getattr(obj, method)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    setattr(obj, method, timed)

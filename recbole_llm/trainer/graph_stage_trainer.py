@@ -1,0 +1,219 @@
+"""Stage 1 of GLTA and GAL-Rec (the graph) and what their later stages share: the run folder,
+stage batches, DDP, and a last stage trained through RecBole's ``fit``.
+
+All checkpoints of a run live in ``<checkpoint_dir>/<model>-<dataset>-<digest>/`` (``run_state``).
+Running the same command again resumes: a finished stage is loaded, not retrained; a stage
+continues from its last completed epoch. Delete the folder to start over.
+
+- Stage 1 (graph) trains ``model.graph`` with RecBole's own Trainer on RecBole's pairwise batches,
+  early-stopped on the validation split, unless ``graph_checkpoint`` names a LightGCN checkpoint.
+  With ``graph_cache`` (the default) its best embeddings are also kept in ``graph_cache_dir``
+  (default ``<checkpoint_dir>/graph_cache``) under a digest of every entry stage 1 can depend on
+  (all but the run-only keys and the model class's ``LATER_STAGE_KEYS``), and a later run with the
+  same digest (an ablation, another λ or head) loads them instead of training the same LightGCN
+  again. Stage 1 is a function of the seed, the data and those entries alone (the graph is the
+  first thing the model builds, and RecBole's shuffling and sampling are seeded), so the loaded
+  embeddings are the ones the run would have trained (tests/test_graph_cache.py checks it with one
+  torch thread; with several, CPU reductions change order and two trainings of the same stage 1
+  already differ by ~1e-7).
+- The last stage (GLTA's user alignment, GAL-Rec's graph-aware learning) goes through RecBole's
+  ``fit`` on batches of ids, so validation, early stopping and the best checkpoint
+  (``<model>-best.pth``) are RecBole's; ``LATEST_FILE`` holds its last finished epoch.
+
+Only trainable weights and the graph embeddings are saved (the models' ``state_dict`` leaves the
+frozen backbone out).
+"""
+
+import math
+import pickle
+import time
+from pathlib import Path
+
+import torch
+from recbole.data.interaction import Interaction
+import recbole.trainer.trainer as recbole_trainer
+from recbole.trainer import Trainer
+
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.helpers import atomic_save, time_calls
+from recbole_llm.trainer.accumulation import accumulate
+from recbole_llm.trainer.run_state import RunState, graph_digest, with_entries
+
+
+class StageBatches:
+    """Shuffled batches of user or item ids, shaped like the RecBole dataloaders the train loop reads.
+
+    ``group`` keeps batches a multiple of it (stage 2's m items per prompt), dropping the remainder
+    of each epoch's shuffle. Each rank of a multi-process run takes its own share of every batch.
+    """
+
+    shuffle = False  # RecBole's loop would otherwise reach for a DistributedSampler
+
+    def __init__(self, field, ids, batch_size, dataset, seed, group=1, rank=0, world_size=1):
+        self.field, self.ids, self.dataset = field, ids, dataset
+        self.batch_size = batch_size * group
+        self.group, self.seed, self.rank, self.world_size = group, seed, rank, world_size
+        self.epoch = 0
+
+    def __len__(self):
+        return math.ceil(len(self.ids) // self.group * self.group / self.batch_size)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = self.ids[torch.randperm(len(self.ids), generator=generator)]
+        order = order[: len(order) // self.group * self.group]
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size].view(-1, self.group)[self.rank::self.world_size].reshape(-1)
+            if len(batch):
+                yield Interaction({self.field: batch})
+
+
+class GraphStageTrainer(RunState, Trainer):
+    """Stage 1 (graph), then the subclass's stages; its last one runs through ``fit_last_stage``.
+
+    A subclass names its ``STAGES`` (``"graph"`` first, the last stage last) and ``LATEST_FILE``,
+    and implements ``fit`` as: ``prepare_graph``, its own stages, then ``fit_last_stage``.
+    """
+
+    STAGES = ("graph",)
+    LATEST_FILE = None
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.saved_model_file = str(self.run_dir / f"{config['model']}-best.pth")
+        self.stage_seconds_per_epoch = {stage: [] for stage in self.STAGES}
+        self.stage_loss_per_epoch = {stage: [] for stage in self.STAGES}
+        self.graph_source = None  # where stage 1 came from: trained, graph_checkpoint, cache or run checkpoint
+        self.rank = 0 if config["single_spec"] else config["local_rank"]
+        self.world_size = 1 if config["single_spec"] else config["world_size"]
+
+    def _batches(self, field, ids, batch_size, dataset, group=1):
+        return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size)
+
+    def _build_optimizer(self, **kwargs):
+        return accumulate(super()._build_optimizer(**kwargs), self.config)
+
+    def _rewrap_ddp(self):
+        """Wrap the model in DDP again: DDP fixes the set of parameters it reduces when it wraps, and
+        stage 1 has since frozen the graph (left registered, DDP would wait for their gradients)."""
+        if self.world_size > 1:
+            self.distributed_model = recbole_trainer.DistributedDataParallel(self.model, device_ids=[self.config["local_rank"]])
+
+    def _barrier(self):
+        """Under DDP, wait until rank 0 has written what every rank reads next."""
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def prepare_graph(self, train_data, valid_data, verbose, show_progress):
+        """The run folder and stage 1 (trained, loaded or resumed), with DDP wrapped around what stays trainable."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._graph_stage(train_data, valid_data, verbose, show_progress)
+        self._rewrap_ddp()
+
+    # ----- stage 1 ------------------------------------------------------------------------------
+
+    def _graph_cache_file(self):
+        """The shared stage-1 file of this run's graph settings, or None when ``graph_cache`` is off."""
+        if not self.config["graph_cache"]:
+            return None
+        root = Path(self.config["graph_cache_dir"] or Path(self.config["checkpoint_dir"]) / "graph_cache")
+        digest = graph_digest(self.config, type(self.model).LATER_STAGE_KEYS)
+        return root / f"{self.config['model']}-{self.config['dataset']}-{digest}.pth"
+
+    def _graph_stage(self, train_data, valid_data, verbose, show_progress):
+        done = self.run_dir / "stage1_graph.pth"
+        if done.is_file():
+            self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
+            # The checkpoint holds the frozen graph embeddings; the graph's weights stay out of training,
+            # as freeze_graph leaves them (or DDP would reduce their gradients and counts would include them).
+            self.model.graph.requires_grad_(False)
+            self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
+            self.resumed = True
+            self.graph_source = "run checkpoint"
+            return
+        graph = self.model.graph
+        cached = self._graph_cache_file()
+        if self.config["graph_checkpoint"]:
+            self._load_graph_checkpoint(self.config["graph_checkpoint"])
+            self.graph_source = "graph_checkpoint"
+        elif cached is not None and cached.is_file():
+            self._load_graph_checkpoint(cached, from_cache=True)
+            self.logger.info("Stage 1 (graph): trained by an earlier run with the same graph settings, seed and data "
+                             "(graph_cache; set graph_cache=False to train it again)")
+            self.graph_source = "cache"
+        else:
+            graph_trainer = Trainer(with_entries(self.config, epochs=self.config["graph_epochs"],
+                                                       learning_rate=self.config["graph_learning_rate"]), graph)
+            graph_trainer.saved_model_file = str(self.run_dir / "stage1_graph_best.pth")
+            time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch["graph"])
+            self.logger.info("Stage 1 (graph): LightGCN with BPR on the training interactions")
+            graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
+            self.stage_loss_per_epoch["graph"] = list(graph_trainer.train_loss_dict.values())
+            self._barrier()  # only rank 0 writes the best graph checkpoint
+            best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
+            graph.load_state_dict(best["state_dict"])
+            self.graph_source = "trained"
+            if cached is not None and self._is_writer():
+                state = graph.state_dict()
+                embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
+                atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
+        self.model.freeze_graph()
+        if self._is_writer():
+            atomic_save({"stage": "graph", "state_dict": self.model.state_dict()}, done)
+
+    def _load_graph_checkpoint(self, path, from_cache=False):
+        """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
+        if from_cache:
+            what = f"The stage-1 cache file {str(path)!r}"
+            fix = ("Fix: delete that file (the next run trains stage 1 and stores it again), or set graph_cache=False "
+                   "to train stage 1 without the cache.")
+        else:
+            what = f"graph_checkpoint={str(path)!r}"
+            fix = "Fix: point it at a .pth file saved by RecBole's LightGCN or FastLightGCN on this dataset, or unset it."
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)["state_dict"]
+            users, items = state["user_embedding.weight"], state["item_embedding.weight"]
+        except (OSError, KeyError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
+            raise ConfigValueError(
+                f"{what} is not a LightGCN checkpoint ({type(error).__name__}: {error}). {fix}"
+            ) from error
+        graph = self.model.graph
+        if users.shape != graph.user_embedding.weight.shape or items.shape != graph.item_embedding.weight.shape:
+            raise ConfigValueError(
+                f"{what} holds {tuple(users.shape)} user and {tuple(items.shape)} item embeddings; this "
+                f"dataset and embedding_size need {tuple(graph.user_embedding.weight.shape)} and "
+                f"{tuple(graph.item_embedding.weight.shape)}. {fix}"
+            )
+        graph.user_embedding.weight.data.copy_(users)
+        graph.item_embedding.weight.data.copy_(items)
+        self.logger.info(f"Stage 1 (graph): embeddings from {path}")
+
+    # ----- the last stage -----------------------------------------------------------------------
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        began = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        if train_data is self._fit_data:
+            self.stage_seconds_per_epoch[self.STAGES[-1]].append(time.perf_counter() - began)
+            self.stage_loss_per_epoch[self.STAGES[-1]].append(loss)
+        return loss
+
+    def _save_latest(self, epoch_idx, loss=None):
+        self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(self.run_dir / self.LATEST_FILE))
+
+    def fit_last_stage(self, batches, valid_data, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """The last stage on ``batches`` through RecBole's fit, resumed from ``LATEST_FILE`` when a run left one;
+        expects ``self.optimizer`` and ``self.epochs`` set for it. Returns fit's best valid score and result."""
+        self.eval_step = min(self.config["eval_step"], self.epochs)
+        latest = self.run_dir / self.LATEST_FILE
+        if latest.is_file():
+            best_file = self.saved_model_file
+            self.resume_checkpoint(str(latest))
+            self.resumed = True
+            self.saved_model_file = best_file  # resume_checkpoint points it at latest
+        batches.epoch = self.start_epoch
+        return self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
+                                        show_progress=show_progress, callback_fn=callback_fn)
+
+

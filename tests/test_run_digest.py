@@ -1,0 +1,56 @@
+"""The run folders and the stage-1 cache are named by digests of the config: moving property files
+or code must not change them, or every existing resume folder and cached stage 1 is orphaned.
+
+The expected values were computed on the code before the trainers shared ``trainer/run_state.py``
+(commit c1304e4: ``glta_trainer.run_digest(config)``, ``graph_digest(config, <Trainer>.LATER_STAGE_KEYS)``,
+GAL-Rec's run digest on the config with ``epochs=None``), from the committed property files, by
+building each ``Config`` as ``config()`` below does.
+"""
+
+import os
+
+import pytest
+
+from recbole_llm.config import Config
+from recbole_llm.model.galrec import GALRec
+from recbole_llm.model.glta import GLTA
+from recbole_llm.trainer.run_state import graph_digest, run_digest, with_entries
+
+DATA = "../shared/datasets"
+
+RUN_DIGESTS = {
+    "BPR": "6e1db68005f1", "LightGCN": "c6a2c4d61655", "SASRec": "802535d4ed53", "LightGCNPlus": "15ae629124f8",
+    "HCCF": "9eed387f1a9a", "HCCFPlus": "d8a6009ae748", "RLMRecCon": "42dd38fc55fb", "RLMRecGen": "fbba21b85f1e",
+    "FastLightGCN": "854b22ce3d03",
+}
+# (model, dataset): (run digest, stage-1 cache digest)
+LLM_DIGESTS = {
+    ("GLTA", "ml-100k"): ("9f76a47550d9", "7e225be1802a"),
+    ("GALRec", "ml-100k"): ("d94e4e8c958b", "23670f0e528c"),
+    ("GLTA", "ml-1m"): ("37ff55dd4248", "944343bc6c92"),
+    ("GALRec", "amazon-beauty"): ("118d05ef93e5", "6d0ef2178e00"),
+}
+
+
+def config(model, dataset="ml-100k", **entries):
+    built = Config(model, dataset, config_dict=entries or None)
+    # The two machine-dependent entries, pinned: RecBole's absolute ml-100k path and the device.
+    built.final_config_dict["data_path"] = f"dataset/{dataset}"
+    built.final_config_dict["device"] = "cpu"
+    return built
+
+
+@pytest.mark.parametrize("model", sorted(RUN_DIGESTS))
+def test_run_digests_of_the_property_files_are_unchanged(model):
+    assert run_digest(config(model)) == RUN_DIGESTS[model]
+
+
+@pytest.mark.parametrize("model, dataset", sorted(LLM_DIGESTS))
+def test_run_and_stage_1_cache_digests_of_glta_and_galrec_are_unchanged(model, dataset):
+    entries = {} if dataset == "ml-100k" else {"data_path": DATA}
+    if entries and not os.path.isdir(os.path.join(DATA, dataset)):
+        pytest.skip(f"{DATA}/{dataset} is not here")
+    built = config(model, dataset, **entries)
+    model_class = {"GLTA": GLTA, "GALRec": GALRec}[model]
+    run = run_digest(with_entries(built, epochs=None) if model == "GALRec" else built)
+    assert (run, graph_digest(built, model_class.LATER_STAGE_KEYS)) == LLM_DIGESTS[model, dataset]
