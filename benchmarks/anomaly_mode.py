@@ -1,7 +1,7 @@
 """What autograd's anomaly mode costs a stock sequential model: training steps with it on and off, alternating.
 
     python benchmarks/anomaly_mode.py --dataset amazon-beauty --data_path ../shared/datasets \
-        --protocol properties/benchmark/amazon-beauty.yaml
+        --protocol recbole_llm/properties/benchmark/amazon-beauty.yaml
 
 RecBole 1.2.1's SINE module switches anomaly mode on at import for every sequential model;
 ``recbole_llm/compat.py`` puts it back. This builds the model (SASRec by default) as the runner

@@ -3,7 +3,7 @@
     python benchmarks/answer_prefixes.py --users 16 --prefixes "" "Tags:" "User tags:" "Favorite genres:"
 
 Generates GLTA's profile text (``recbole_llm.data.user_text``, the default backbone and
-``properties/model/GLTA.yaml``'s settings) for the first ``--users`` users of ml-100k's training
+``recbole_llm/properties/model/GLTA.yaml``'s settings) for the first ``--users`` users of ml-100k's training
 split (seed 2020) once per prefix, in one batch, and prints how many texts repeat the prompt
 (``benchmarks/user_text_stats.py``) with the first few texts. The texts go to a temporary cache.
 """

@@ -12,7 +12,7 @@ RecBole's epoch loop through ``recbole_llm.trainer.resume``, GLTA and GAL-Rec th
 GLTA and GAL-Rec rows of one store share a stage-1 cache (``graph_cache_dir``) beside it, so rows
 that differ only in later-stage keys train stage 1 once per seed (marked ``graph_source: cache``).
 
-Per-dataset tuned hyper-parameters live in ``properties/benchmark/<dataset>/<Model>.yaml`` and are
+Per-dataset tuned hyper-parameters live in ``recbole_llm/properties/benchmark/<dataset>/<Model>.yaml`` and are
 added to every run of that model on that dataset (see ``tune.py``, which writes them).
 """
 
@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the child process runs this file as a script, from any install
 
 from recbole_llm.helpers import atomic_write  # noqa: E402
-TUNED_DIR = ROOT / "properties" / "benchmark"
+TUNED_DIR = ROOT / "recbole_llm" / "properties" / "benchmark"
 _ROW = re.compile(r"^(?P<model>[^\[\]]+?)(?:\[(?P<overrides>.*)\])?$")
 
 
@@ -212,7 +212,7 @@ def tuning_twin(tuning_store, model, dataset, protocol, seed):
     """The tuning run that *is* the tuned ``model`` on ``seed``, or None.
 
     ``tune.py`` trains every grid point on the protocol with seed 2020 and writes the best point's
-    values to ``properties/benchmark/<dataset>/<Model>.yaml``. The benchmark's plain ``Model`` row
+    values to ``recbole_llm/properties/benchmark/<dataset>/<Model>.yaml``. The benchmark's plain ``Model`` row
     with that seed is then the same run (same protocol, same values, same seed, deterministic), so
     it is taken from the tuning store instead of being trained a second time.
     """

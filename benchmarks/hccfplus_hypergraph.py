@@ -1,7 +1,7 @@
 """Why HCCF+ builds its hypergraphs from the ID embeddings: the first steps of both choices, side by side.
 
     python benchmarks/hccfplus_hypergraph.py --dataset ml-1m --data_path ../shared/datasets \
-        --protocol properties/benchmark/ml-1m.yaml --learning_rate 0.005
+        --protocol recbole_llm/properties/benchmark/ml-1m.yaml --learning_rate 0.005
 
 HCCF+ fuses text into layer 0 of both of HCCF's views. Its learnable hypergraphs H = E W can be
 built from the ID embeddings (``HCCF.get_hypergraphs``, what HCCF+ does) or from the text-fused

@@ -84,7 +84,7 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
         f"Dataset `{first['dataset']}`, {split} split, mean ± std over seeds {seeds}; best mean per metric in bold. "
         "Costs: median training seconds per epoch, seconds of the test evaluation, peak resident memory of "
         "the run's process. Every run used the same protocol file and evaluator; per-model tuned "
-        "hyper-parameters, where used, are in `properties/benchmark/<dataset>/<Model>.yaml`.",
+        "hyper-parameters, where used, are in `recbole_llm/properties/benchmark/<dataset>/<Model>.yaml`.",
         "",
         markdown_table(records, split=split),
         "",

@@ -1,7 +1,7 @@
 """Side-by-side benchmark of plugin and stock models under one protocol.
 
     python benchmarks/run.py --dataset ml-100k --models BPR,LightGCN,EASE \
-        --protocol properties/benchmark/ml-100k.yaml --seeds 2020,2021,2022
+        --protocol recbole_llm/properties/benchmark/ml-100k.yaml --seeds 2020,2021,2022
 
 writes ``results/<dataset>.json`` (one record per row and seed), ``results/<dataset>.md`` and
 ``results/<dataset>.png``. Rerunning skips finished (row, seed) pairs; ``--report-only`` just

@@ -1,11 +1,11 @@
 """Grid search of one model's hyper-parameters on the validation split, written where the benchmark finds it.
 
-    python benchmarks/tune.py --dataset ml-100k --model LightGCN --protocol properties/benchmark/ml-100k.yaml \
+    python benchmarks/tune.py --dataset ml-100k --model LightGCN --protocol recbole_llm/properties/benchmark/ml-100k.yaml \
         --grid learning_rate=0.0005,0.001,0.002 --grid reg_weight=1e-5,1e-4,1e-3
 
 Every combination trains once (``--seed``, default 2020) through the benchmark harness; the one
 with the best validation score (the protocol's ``valid_metric``) is written to
-``properties/benchmark/<dataset>/<Model>.yaml`` with the grid and every score in its header, which
+``recbole_llm/properties/benchmark/<dataset>/<Model>.yaml`` with the grid and every score in its header, which
 ``run.py`` then adds to every run of that model on that dataset. The runs are kept in
 ``results/tuning/<dataset>.json`` (resumable like the benchmark) and tabulated in
 ``results/tuning/<dataset>.md``. Test scores are recorded but never used for the choice.

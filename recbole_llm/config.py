@@ -12,7 +12,8 @@ from recbole_llm.data.item_text import check_item_text_fields
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.utils import check_dataset_files, get_model
 
-PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
+# Shipped inside the package (package data), so a wheel install finds them as an editable one does.
+PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
 
 
 class Config(RecBoleConfig):
@@ -20,9 +21,9 @@ class Config(RecBoleConfig):
 
     Precedence stays RecBole's: command line > ``config_dict`` > ``config_file_list`` > plugin
     property files > RecBole's property files. The plugin's files are
-    ``properties/overall.yaml`` (keys every plugin model shares, e.g. ``llm_path``),
-    ``properties/model/<Model>.yaml`` (after those of its plugin base classes) and
-    ``properties/dataset/<dataset>.yaml``.
+    ``recbole_llm/properties/overall.yaml`` (keys every plugin model shares, e.g. ``llm_path``),
+    ``recbole_llm/properties/model/<Model>.yaml`` (after those of its plugin base classes) and
+    ``recbole_llm/properties/dataset/<dataset>.yaml``.
 
     Differences from RecBole's Config, all deliberate:
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates results/amazon-beauty.{md,json,png} under properties/benchmark/amazon-beauty.yaml:
+# Regenerates results/amazon-beauty.{md,json,png} under recbole_llm/properties/benchmark/amazon-beauty.yaml:
 # leave-one-out over each user's sequence (LS split, order TO), full ranking, Hit and NDCG@5/10/20.
 # Needs ../shared/datasets (DATA to override). One torch thread pinned to one core, as ml-100k.sh.
 # Finished (row, seed) pairs are skipped on a rerun.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-P=properties/benchmark/amazon-beauty.yaml
+P=recbole_llm/properties/benchmark/amazon-beauty.yaml
 D=${DATA:-../shared/datasets}
 on_core() { local core=$1; shift; OMP_NUM_THREADS=1 taskset -c "$core" python benchmarks/run.py --dataset amazon-beauty --data_path "$D" --protocol "$P" "$@"; }
 on_core 0 --seeds 2020 --models "Pop,BPR,EASE"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates results/ml-100k.{md,json,png} under properties/benchmark/ml-100k.yaml.
+# Regenerates results/ml-100k.{md,json,png} under recbole_llm/properties/benchmark/ml-100k.yaml.
 #
 # Two queues run side by side, each pinned to one CPU core with one torch thread, so every
 # row's seconds are "1 thread on 1 core" and the two queues do not slow each other's kernels down
@@ -9,12 +9,12 @@
 #
 # Tuning (TUNE=1): the stock rows' learning rate and regularisation (or their one
 # hyper-parameter) grid-searched on the validation split with seed 2020 (results/tuning/ml-100k.*,
-# choices in properties/benchmark/ml-100k/<Model>.yaml). A plain Model row on seed 2020 is then the
+# choices in recbole_llm/properties/benchmark/ml-100k/<Model>.yaml). A plain Model row on seed 2020 is then the
 # tuning run itself (copied by the harness, not trained again).
 # SASRec is left out: this protocol splits each user's interactions at random, not by time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-P=properties/benchmark/ml-100k.yaml
+P=recbole_llm/properties/benchmark/ml-100k.yaml
 on_core() { local core=$1; shift; OMP_NUM_THREADS=1 taskset -c "$core" python benchmarks/run.py --dataset ml-100k --protocol "$P" "$@"; }
 
 if [[ "${TUNE:-0}" == 1 ]]; then
@@ -26,7 +26,7 @@ if [[ "${TUNE:-0}" == 1 ]]; then
   # LightGCN on FastLightGCN (the same model and scores, faster), copied to the stock row.
   tune --model FastLightGCN --grid learning_rate=0.001,0.005 --grid reg_weight=1e-5,1e-3
   { echo "# Copied from FastLightGCN.yaml (the same model, tuned on FastLightGCN because it is faster per epoch):"
-    cat properties/benchmark/ml-100k/FastLightGCN.yaml; } > properties/benchmark/ml-100k/LightGCN.yaml
+    cat recbole_llm/properties/benchmark/ml-100k/FastLightGCN.yaml; } > recbole_llm/properties/benchmark/ml-100k/LightGCN.yaml
 fi
 
 # Three seeds: GLTA (core 0) and the stock baselines (core 1).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates results/ml-1m.{md,json,png} and results/tuning/ml-1m.*: tune the stock baselines' learning
 # rate and regularisation on the validation split (seed 2020), then run every row under
-# properties/benchmark/ml-1m.yaml. Needs ../shared/datasets (DATA to override). Hours on a 2-core CPU;
+# recbole_llm/properties/benchmark/ml-1m.yaml. Needs ../shared/datasets (DATA to override). Hours on a 2-core CPU;
 # finished runs are skipped on a rerun, so it can be run in pieces.
 #
 # As run for the committed table: two queues side by side, each pinned to one core with one torch
@@ -10,7 +10,7 @@
 # tuning_twin), so a tuned model is not trained twice.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-P=properties/benchmark/ml-1m.yaml
+P=recbole_llm/properties/benchmark/ml-1m.yaml
 D=${DATA:-../shared/datasets}
 tune() { OMP_NUM_THREADS=1 taskset -c "$1" python benchmarks/tune.py --dataset ml-1m --data_path "$D" --protocol "$P" "${@:2}"; }
 run() { OMP_NUM_THREADS=1 taskset -c "$1" python benchmarks/run.py --dataset ml-1m --data_path "$D" --protocol "$P" "${@:2}"; }
@@ -25,7 +25,7 @@ wait
 # Both write FastLightGCN.yaml; rewrite it from the second coordinate's grid (both runs done, nothing retrains).
 tune 0 --model FastLightGCN --grid learning_rate=0.005 --grid reg_weight=1e-5,1e-4
 { echo "# Copied from FastLightGCN.yaml (the same model, tuned on FastLightGCN because it is 3-5x faster per epoch):"
-  cat properties/benchmark/ml-1m/FastLightGCN.yaml; } > properties/benchmark/ml-1m/LightGCN.yaml
+  cat recbole_llm/properties/benchmark/ml-1m/FastLightGCN.yaml; } > recbole_llm/properties/benchmark/ml-1m/LightGCN.yaml
 run 1 --seeds 2020 --models LightGCN &
 ( tune 0 --model EASE --grid reg_weight=250.0,500.0,1000.0,2000.0,4000.0
   tune 0 --model MultiVAE --grid learning_rate=0.001,0.005 --grid dropout_prob=0.3,0.5

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates results/yelp.{md,json,png} under properties/benchmark/yelp.yaml: leave-one-out over
+# Regenerates results/yelp.{md,json,png} under recbole_llm/properties/benchmark/yelp.yaml: leave-one-out over
 # each user's sequence (LS split, order TO), full ranking over the 20k items, Hit and NDCG@5/10/20.
 # Needs ../shared/datasets (DATA to override). One torch thread pinned to one core, as ml-100k.sh.
 # Finished (row, seed) pairs are skipped on a rerun.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-P=properties/benchmark/yelp.yaml
+P=recbole_llm/properties/benchmark/yelp.yaml
 D=${DATA:-../shared/datasets}
 on_core() { local core=$1; shift; OMP_NUM_THREADS=1 taskset -c "$core" python benchmarks/run.py --dataset yelp --data_path "$D" --protocol "$P" "$@"; }
 # The stock rows at RecBole's defaults; the plugin's LightGCN at the learning rate tuned on the MovieLens sets.

@@ -5,7 +5,7 @@ features, for two reasons: stock models then load exactly what stock RecBole loa
 columns never enter their data), and titles keep their spelling (RecBole would split a
 ``token_seq`` title into remapped word tokens).
 
-Config keys (set per dataset in ``properties/dataset/<dataset>.yaml``):
+Config keys (set per dataset in ``recbole_llm/properties/dataset/<dataset>.yaml``):
 
 - ``item_text_fields``: the ``.item`` columns that describe an item, e.g. ``[movie_title, genre]``.
 - ``item_text_template``: optional ``str.format`` template over those fields, e.g.

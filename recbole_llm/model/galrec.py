@@ -143,8 +143,8 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # The graph stage trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
-    # The keys of properties/model/GALRec.yaml that only stage 2 reads: runs that differ in nothing
-    # else share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
+    # The keys of properties/model/GALRec.yaml that only stage 2 reads: runs that differ in nothing else
+    # share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
     LATER_STAGE_KEYS = LLM_KEYS | {
         "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
         "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",

@@ -59,8 +59,8 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
     input_type = InputType.PAIRWISE
     uses_item_text = True
-    # The keys of properties/model/GLTA.yaml that only stages 2 and 3 read: runs that differ in
-    # nothing else share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
+    # The keys of properties/model/GLTA.yaml that only stages 2 and 3 read: runs that differ in nothing
+    # else share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
     LATER_STAGE_KEYS = LLM_KEYS | {
         "item_alignment", "item_alignment_items", "item_alignment_epochs", "item_alignment_lr",
         "item_alignment_batch_size", "item_alignment_system", "item_alignment_prompt", "user_alignment",

@@ -52,7 +52,7 @@ from recbole_llm.model.graph import SymmetricSparseMM, build_norm_adj, split_use
 
 
 class HCCF(GeneralRecommender):
-    """HCCF with the official PyTorch code's defaults (``properties/model/HCCF.yaml``)."""
+    """HCCF with the official PyTorch code's defaults (``recbole_llm/properties/model/HCCF.yaml``)."""
 
     input_type = InputType.PAIRWISE
 
