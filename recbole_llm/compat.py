@@ -23,6 +23,8 @@ import importlib
 import os
 import pickle
 import types
+import warnings
+from collections import OrderedDict
 from logging import getLogger
 
 import numpy as np
@@ -192,6 +194,45 @@ def _patch_recbole_trainer():
         recbole_trainer.Trainer._save_checkpoint = _atomic(recbole_trainer.Trainer._save_checkpoint)
 
 
+# Warnings of other libraries about their own dependencies' APIs, printed before any result of a plain
+# run, that a user of the plugin cannot act on. Each is matched by its message and by the module it
+# is attributed to, so the same warning raised by any other code (the plugin's included) still shows.
+LIBRARY_WARNINGS = (
+    # RecBole's reader fills missing values with feat[field].fillna(..., inplace=True); pandas 2.2+ warns
+    # that this chained assignment stops working in pandas 3, which pyproject.toml excludes.
+    (FutureWarning, r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+     r"recbole\.data\.dataset\."),
+    # RecBole's trainer builds torch.cuda.amp.GradScaler, deprecated in torch 2.4 for torch.amp.GradScaler.
+    (FutureWarning, r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", r"recbole\.trainer\."),
+    # LightGCN, NGCF, ... build their adjacency with torch.sparse.FloatTensor, deprecated for sparse_coo_tensor.
+    (UserWarning, r"torch\.sparse\.SparseTensor\(indices, values, shape", r"recbole\.model\."),
+    # peft reads model.is_gradient_checkpointing, which transformers 5 deprecated (peft 0.21 and older).
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
+)
+
+
+def _filter_library_warnings():
+    for category, message, module in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+def _plain_float_results():
+    # RecBole's evaluator returns numpy scalars, which numpy 2 prints as np.float64(0.2431): the runner's
+    # "best valid" and "test result" lines, and every result dict a caller keeps, read as Python floats.
+    from recbole.evaluator import Evaluator
+
+    if getattr(Evaluator.evaluate, "plain_floats", False):
+        return
+    evaluate = Evaluator.evaluate
+
+    @functools.wraps(evaluate)
+    def plain(self, dataobject):
+        return OrderedDict((metric, float(value)) for metric, value in evaluate(self, dataobject).items())
+
+    plain.plain_floats = True
+    Evaluator.evaluate = plain
+
+
 def apply():
     """Apply every runtime fix once; safe to call again."""
     global _applied
@@ -201,4 +242,6 @@ def apply():
     _restore_dok_update()
     _import_sequential_models_without_anomaly_mode()
     _patch_recbole_trainer()
+    _filter_library_warnings()
+    _plain_float_results()
     _applied = True

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from recbole.data import data_preparation
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import dict2str, init_logger, init_seed, set_color
 
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
@@ -50,10 +50,10 @@ def _fit_and_test(config, saved, verbose=True):
     test_seconds = time.perf_counter() - test_start
     if hasattr(trainer, "discard_resume_state"):
         trainer.discard_resume_state()  # the run is complete: the same command runs it again from the start
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result)}")
     if config["device"].type == "cuda":
         logger.info(f"peak GPU memory of rank {config['local_rank']}: {torch.cuda.max_memory_allocated(config['device']) / 2**20:.0f} MiB")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
