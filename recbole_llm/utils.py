@@ -12,6 +12,8 @@ import recbole
 from recbole.data import create_dataset as create_recbole_dataset
 from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
+from recbole.utils import set_color
+from tqdm import tqdm
 
 from recbole_llm.errors import DatasetNotFoundError, UnknownModelError
 
@@ -140,3 +142,9 @@ def atomic_write(path, write, mode="wb"):
             os.unlink(f.name)
             raise
     os.replace(f.name, path)
+
+
+def progress(total, description, show_progress, unit="it"):
+    """A progress bar with a rate and an ETA, drawn as RecBole draws its epochs' (tqdm, 100 columns);
+    nothing when ``show_progress`` is off. Advance it with ``.update(n)``; use it as a context manager."""
+    return tqdm(total=total, desc=set_color(description, "pink"), unit=unit, ncols=100, disable=not show_progress)

@@ -29,3 +29,16 @@ def test_plain_run_prints_no_library_warnings_and_plain_numbers(tmp_path, tiny_l
     results = [line for line in console.splitlines() if "best valid" in line or "test result" in line]
     assert len(results) == 2 and all("ndcg@10 : 0." in line for line in results)
     assert "np.float64" not in console
+
+
+def test_text_embeddings_show_one_bar_and_one_closing_line(tiny_llm_path, capsys, caplog):
+    import logging
+
+    from recbole_llm.data.text_embedding import embed_texts
+
+    texts = ["a red lamp", "", "jazz records", "a blue chair"]
+    with caplog.at_level(logging.INFO, logger="recbole_llm"):
+        embed_texts(texts, {"llm_path": tiny_llm_path, "show_progress": True}, batch_size=2)
+    bar = capsys.readouterr().err
+    assert "Text embeddings" in bar and "3/3" in bar and "text/s" in bar  # count, rate and ETA of tqdm
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Embedded")] == ["Embedded 3 texts in 0 s"]
