@@ -50,7 +50,8 @@ def _fit_and_test(config, saved, verbose=True):
     test_seconds = time.perf_counter() - test_start
     if hasattr(trainer, "discard_resume_state"):
         trainer.discard_resume_state()  # the run is complete: the same command runs it again from the start
-    logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result)}")
+    # A resumed run whose training had finished may hold no validation result.
+    logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result) if best_valid_result else None}")
     if config["device"].type == "cuda":
         logger.info(f"peak GPU memory of rank {config['local_rank']}: {torch.cuda.max_memory_allocated(config['device']) / 2**20:.0f} MiB")
     logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
