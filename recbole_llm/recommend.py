@@ -94,7 +94,7 @@ def score_users(model, dataset, user_ids, show_progress=False):
     return torch.cat(rows) if rows else torch.empty(0, dataset.item_num)
 
 
-def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, show_progress=False):
+def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, show_progress=None):
     """Each user's top-``topk`` items from the checkpoint ``model_file``, training items excluded.
 
     Args:
@@ -103,6 +103,7 @@ def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, sh
         topk (int): items per user.
         dataset (str): when given, the dataset the checkpoint must have been trained on.
         data_path (str): the folder holding the dataset's folder, when it moved since training.
+        show_progress (bool): a progress bar over the scoring batches (default: the checkpoint's ``show_progress``).
 
     Returns:
         list of dict: one per user and rank, with the keys of ``CSV_COLUMNS``.
@@ -110,6 +111,7 @@ def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, sh
     config, model, data, train_data, _, _ = load_data_and_model(model_file, dataset=dataset, data_path=data_path)
     train = train_data.dataset
     user_ids = _user_ids(data, users)
+    show_progress = config["show_progress"] if show_progress is None else show_progress
     scores = score_users(model, train, user_ids, show_progress=show_progress)
     k = min(topk, train.item_num - 1)
     top_scores, top_items = scores.topk(k, dim=1)
