@@ -9,7 +9,7 @@ import importlib
 import logging
 import sys
 
-from recbole_llm.errors import RecBoleLLMError
+from recbole_llm.errors import ConfigValueError, RecBoleLLMError
 
 
 def _plugin_models():
@@ -39,11 +39,17 @@ def _epilog():
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    def format_help(self):
+        # Built only for --help: listing the plugin's models imports every model module.
+        self.epilog = _epilog()
+        return super().format_help()
+
+
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="recbole-llm",
         description="Train and test a plugin or stock RecBole model, or recommend from a saved one.",
-        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # a config key must never be read as a prefix of a flag
     )
@@ -73,16 +79,16 @@ def _recommend(args, overrides):
     from recbole_llm.recommend import format_recommendations, recommend, write_csv
 
     if overrides:
-        raise RecBoleLLMError(f"--recommend takes no config overrides, got {' '.join(overrides)}. "
+        raise ConfigValueError(f"--recommend takes no config overrides, got {' '.join(overrides)}. "
                               "Fix: pass only --users, --topk, --out, --dataset and --data_path with --recommend.")
     if not args.users:
-        raise RecBoleLLMError("--recommend needs --users. Fix: pass --users=<user tokens, comma-separated> or --users=all.")
+        raise ConfigValueError("--recommend needs --users. Fix: pass --users=<user tokens, comma-separated> or --users=all.")
     # RecBole logs the dataset's statistics as it rebuilds it: only warnings reach the console here.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         topk = int(args.topk or 10)
     except ValueError:
-        raise RecBoleLLMError(f"--topk={args.topk} is not a whole number. Fix: pass e.g. --topk=10.") from None
+        raise ConfigValueError(f"--topk={args.topk} is not a whole number. Fix: pass e.g. --topk=10.") from None
     users = "all" if args.users == "all" else [u.strip() for u in args.users.split(",") if u.strip()]
     recommendations = recommend(args.recommend, users, topk=topk, dataset=args.dataset, data_path=args.data_path)
     if args.out:
