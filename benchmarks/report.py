@@ -1,8 +1,18 @@
 """Turn benchmark records into ``results/<name>.md`` (mean ± std over seeds) and a PNG chart."""
 
+import argparse
+import json
+import re
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from statistics import mean, stdev
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from recbole_llm.utils import MODEL_ALIASES  # noqa: E402
 
 COST_COLUMNS = [
     ("best epoch", "best_epoch", "{:.0f}"),
@@ -131,3 +141,77 @@ def write_chart(path, title, records, metric):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+OVERVIEW_METRIC = "ndcg@10"
+# The README's overview table stands between these two lines; ``--readme`` rewrites what is between them.
+OVERVIEW_BEGIN = "<!-- overview table: python benchmarks/report.py --readme -->"
+OVERVIEW_END = "<!-- end of overview table -->"
+
+
+def _dataset_records(results_dir):
+    """Records of every ``results/<dataset>.json`` whose records are all of that dataset (not speed studies)."""
+    stores = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        records = json.loads(path.read_text())
+        if isinstance(records, list) and records and all(r.get("dataset") == path.stem for r in records):
+            stores[path.stem] = records
+    return stores
+
+
+def _overview_cell(records, metric):
+    """A model's plain row if it has one, else its variant with the best validation score (marked †)."""
+    groups = group_by_label(r for r in records if metric in r["test"])
+    model = records[0]["model"]
+    plain = [rs for label, rs in groups.items() if MODEL_ALIASES.get(label, label) == model]
+    if plain:
+        return _cell([r["test"][metric] for r in plain[0]], "{:.4f}")
+    chosen = max(groups.values(), key=lambda rs: mean(r["valid"].get(metric, float("-inf")) for r in rs))
+    return _cell([r["test"][metric] for r in chosen], "{:.4f}") + " †"
+
+
+def overview_table(results_dir=ROOT / "results", metric=OVERVIEW_METRIC):
+    """Models (rows) by datasets (columns): test ``metric`` of each model's committed benchmark rows.
+
+    A cell is the model's plain row (mean ± std over its seeds) or, where it only has variants (a
+    tuned learning rate, an epoch budget), the variant with the best validation score, marked †.
+    Plugin models come first, then stock ones, each group alphabetical.
+    """
+    stores = _dataset_records(results_dir)
+    plugin = {p.stem for p in (ROOT / "recbole_llm" / "model").glob("*.py")}
+    by_model = OrderedDict()
+    for dataset, records in stores.items():
+        for record in records:
+            model = MODEL_ALIASES.get(record["model"], record["model"])
+            by_model.setdefault(model, {}).setdefault(dataset, []).append({**record, "model": model})
+    paper_name = {name: alias for alias, name in MODEL_ALIASES.items()}
+    lines = ["| model | " + " | ".join(stores) + " |", "|" + "---|" * (len(stores) + 1)]
+    for model in sorted(by_model, key=lambda m: (m.lower() not in plugin, m.lower())):
+        cells = [_overview_cell(by_model[model][d], metric) if d in by_model[model] else "" for d in stores]
+        lines.append(f"| {paper_name.get(model, model)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_with_overview(readme_text, table):
+    """``readme_text`` with the text between the overview markers replaced by ``table``."""
+    pattern = re.compile(re.escape(OVERVIEW_BEGIN) + r"\n.*?" + re.escape(OVERVIEW_END), re.S)
+    if not pattern.search(readme_text):
+        raise ValueError(f"README.md has no overview table between {OVERVIEW_BEGIN!r} and {OVERVIEW_END!r}")
+    return pattern.sub(lambda _: f"{OVERVIEW_BEGIN}\n{table}\n{OVERVIEW_END}", readme_text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Print the models x datasets overview table of results/*.json.")
+    parser.add_argument("--metric", default=OVERVIEW_METRIC)
+    parser.add_argument("--readme", action="store_true", help="write it into README.md between its markers")
+    args = parser.parse_args(argv)
+    table = overview_table(metric=args.metric)
+    if args.readme:
+        readme = ROOT / "README.md"
+        readme.write_text(readme_with_overview(readme.read_text(), table))
+    else:
+        print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,8 +19,13 @@ dataset's files before RecBole would try to download them.
 """
 
 import functools
+import importlib
 import os
+import pickle
 import types
+import warnings
+from collections import OrderedDict
+from logging import getLogger
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,21 +50,96 @@ def _restore_dok_update():
         sp.dok_matrix._update = lambda self, data: self._dict.update(data)
 
 
+def _save_with_torch_protocol(obj, f, pickle_protocol=None, **kwargs):
+    # RecBole saves with pickle protocol 4, whose opcodes (FRAME, MEMOIZE, ...) torch's weights-only
+    # unpickler does not read: such a file can only be loaded as a full pickle. torch's own default
+    # (protocol 2) holds the same objects and loads with weights_only=True (see load_checkpoint).
+    torch.save(obj, f, **kwargs)
+
+
 class _TrustedCheckpointTorch(types.ModuleType):
-    """The torch module as RecBole's trainer sees it, with ``torch.load`` reading full pickles.
+    """The torch module as RecBole's trainer sees it: ``torch.load`` reads full pickles, ``torch.save``
+    writes files that ``load_checkpoint`` can read with ``weights_only=True``.
 
     torch >= 2.6 loads with ``weights_only=True`` by default, which cannot read RecBole's
     checkpoints: they pickle the Config and numpy state beside the weights. RecBole's trainer only
-    loads checkpoints that RecBole itself wrote, so inside that module the old default is restored,
-    and nowhere else.
+    loads checkpoints that RecBole itself wrote in this run, so inside that module the old default
+    is restored, and nowhere else.
     """
 
     def __init__(self):
         super().__init__("torch")
         self.load = functools.partial(torch.load, weights_only=False)
+        self.save = _save_with_torch_protocol
 
     def __getattr__(self, name):
         return getattr(torch, name)
+
+
+# What a RecBole checkpoint pickles beside tensors: its Config, RecBole's enums, numpy scalars and the
+# YAML loader class the Config keeps (a reference to a class, not code that runs).
+_CHECKPOINT_GLOBALS = (
+    ("recbole.config.configurator", "Config"),
+    ("recbole_llm.config", "Config"),
+    ("recbole.utils.enum_type", "ModelType"),
+    ("recbole.utils.enum_type", "InputType"),
+    ("recbole.utils.enum_type", "EvaluatorType"),
+    ("recbole.utils.enum_type", "FeatureType"),
+    ("recbole.utils.enum_type", "FeatureSource"),
+    ("yaml.loader", "FullLoader"),
+)
+# A checkpoint's Config also names its model class, which is allowed when it is one of these packages' models.
+_MODEL_PACKAGES = ("recbole.model.", "recbole_llm.model.")
+_warned_full_pickle = False
+
+
+def _checkpoint_safe_globals(path):
+    """The globals ``path`` may use under ``weights_only=True``, or None where it needs others."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    safe = [getattr(importlib.import_module(module), name) for module, name in _CHECKPOINT_GLOBALS]
+    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    safe += [np.dtype, numpy_core.multiarray.scalar]
+    safe += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    known = {f"{obj.__module__}.{obj.__qualname__}" for obj in safe}
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except pickle.UnpicklingError:
+        return None  # pickle protocol 4 (RecBole's own trainer): the weights-only unpickler cannot read it
+    for name in set(needed) - known:
+        module, _, attr = name.rpartition(".")
+        if not module.startswith(_MODEL_PACKAGES):
+            return None
+        model_class = getattr(importlib.import_module(module), attr, None)
+        if not (isinstance(model_class, type) and issubclass(model_class, AbstractRecommender)):
+            return None
+        safe.append(model_class)
+    return safe
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """A RecBole checkpoint (config, weights, optimizer state), loaded with ``weights_only=True`` where it can be.
+
+    A checkpoint is a pickle: loading one someone else made can run code. Checkpoints written through
+    the plugin (plugin or stock model) hold only tensors, the Config, RecBole's enums, numpy scalars
+    and the model's class, and load with torch's weights-only unpickler. Those written by stock
+    RecBole (pickle protocol 4) or holding other objects cannot: they load as full pickles, and the
+    log says so once, as torch does.
+    """
+    global _warned_full_pickle
+    safe = _checkpoint_safe_globals(path)
+    if safe is not None:
+        with torch.serialization.safe_globals(safe):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    if not _warned_full_pickle:
+        getLogger().warning(
+            f"{path} cannot be loaded with torch.load(weights_only=True) (written by stock RecBole with pickle "
+            "protocol 4, or it holds objects besides a RecBole config and tensors), so it is loaded as a full "
+            "pickle, which can run code: load only checkpoints you trust. Checkpoints the plugin's runner "
+            "writes load without this."
+        )
+        _warned_full_pickle = True
+    return torch.load(path, map_location=map_location, weights_only=False)
 
 
 def _cpu_aware_ddp(module, device_ids=None, **kwargs):
@@ -114,6 +194,45 @@ def _patch_recbole_trainer():
         recbole_trainer.Trainer._save_checkpoint = _atomic(recbole_trainer.Trainer._save_checkpoint)
 
 
+# Warnings of other libraries about their own dependencies' APIs, printed before any result of a plain
+# run, that a user of the plugin cannot act on. Each is matched by its message and by the module it
+# is attributed to, so the same warning raised by any other code (the plugin's included) still shows.
+LIBRARY_WARNINGS = (
+    # RecBole's reader fills missing values with feat[field].fillna(..., inplace=True); pandas 2.2+ warns
+    # that this chained assignment stops working in pandas 3, which pyproject.toml excludes.
+    (FutureWarning, r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+     r"recbole\.data\.dataset\."),
+    # RecBole's trainer builds torch.cuda.amp.GradScaler, deprecated in torch 2.4 for torch.amp.GradScaler.
+    (FutureWarning, r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", r"recbole\.trainer\."),
+    # LightGCN, NGCF, ... build their adjacency with torch.sparse.FloatTensor, deprecated for sparse_coo_tensor.
+    (UserWarning, r"torch\.sparse\.SparseTensor\(indices, values, shape", r"recbole\.model\."),
+    # peft reads model.is_gradient_checkpointing, which transformers 5 deprecated (peft 0.21 and older).
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
+)
+
+
+def _filter_library_warnings():
+    for category, message, module in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+def _plain_float_results():
+    # RecBole's evaluator returns numpy scalars, which numpy 2 prints as np.float64(0.2431): the runner's
+    # "best valid" and "test result" lines, and every result dict a caller keeps, read as Python floats.
+    from recbole.evaluator import Evaluator
+
+    if getattr(Evaluator.evaluate, "plain_floats", False):
+        return
+    evaluate = Evaluator.evaluate
+
+    @functools.wraps(evaluate)
+    def plain(self, dataobject):
+        return OrderedDict((metric, float(value)) for metric, value in evaluate(self, dataobject).items())
+
+    plain.plain_floats = True
+    Evaluator.evaluate = plain
+
+
 def apply():
     """Apply every runtime fix once; safe to call again."""
     global _applied
@@ -123,4 +242,6 @@ def apply():
     _restore_dok_update()
     _import_sequential_models_without_anomaly_mode()
     _patch_recbole_trainer()
+    _filter_library_warnings()
+    _plain_float_results()
     _applied = True

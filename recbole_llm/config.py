@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import torch
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole.utils import ModelType
@@ -14,6 +15,17 @@ from recbole_llm.utils import check_dataset_files, get_model
 
 # Shipped inside the package (package data), so a wheel install finds them as an editable one does.
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
+
+
+def _yaml_collection(value):
+    """``[title, genre]`` as the list a property file would give: RecBole reads a command-line value with
+    Python's ``eval``, which leaves a list of unquoted names as the string ``'[title, genre]'``."""
+    if isinstance(value, str) and value[:1] + value[-1:] in ("[]", "{}"):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
 
 
 class Config(RecBoleConfig):
@@ -63,7 +75,7 @@ class Config(RecBoleConfig):
             cmd_config_dict[name] = value
         converted = self._convert_config_dict(cmd_config_dict)
         # YAML's null spellings mean None on the command line too (RecBole would keep the string '~').
-        return {key: None if value in ("~", "null", "None") else value for key, value in converted.items()}
+        return {key: None if value in ("~", "null", "None") else _yaml_collection(value) for key, value in converted.items()}
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None and "model" not in self.external_config_dict:

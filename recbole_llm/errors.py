@@ -27,3 +27,11 @@ class LLMLoadError(RecBoleLLMError):
 
 class ConfigValueError(RecBoleLLMError):
     """A config key holds a value the plugin cannot use."""
+
+
+class SavedModelError(RecBoleLLMError):
+    """A saved model file is missing, unreadable or does not fit the dataset it names."""
+
+
+class UnknownUserError(RecBoleLLMError):
+    """A user token asked for is not in the dataset."""

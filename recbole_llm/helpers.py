@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import torch
+from recbole.utils import set_color
+from tqdm import tqdm
 
 
 def atomic_write(path, write, mode="wb"):
@@ -60,3 +62,9 @@ def time_calls(obj, method, seconds):
             seconds.append(time.perf_counter() - start)
 
     setattr(obj, method, timed)
+
+
+def progress(total, description, show_progress, unit="it"):
+    """A progress bar with a rate and an ETA, drawn as RecBole draws its epochs' (tqdm, 100 columns);
+    nothing when ``show_progress`` is off. Advance it with ``.update(n)``; use it as a context manager."""
+    return tqdm(total=total, desc=set_color(description, "pink"), unit=unit, ncols=100, disable=not show_progress)

@@ -4,19 +4,22 @@ import faulthandler
 import gc
 import logging
 import os
+import pickle
 import time
 from logging import getLogger
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from recbole.data import data_preparation
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import dict2str, init_logger, init_seed, set_color
 
+from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
-from recbole_llm.errors import RecBoleLLMError
+from recbole_llm.errors import RecBoleLLMError, SavedModelError
 from recbole_llm.helpers import time_calls
-from recbole_llm.utils import create_dataset, get_model, get_trainer
+from recbole_llm.utils import check_dataset_files, create_dataset, get_model, get_trainer
 
 
 def _fit_and_test(config, saved, verbose=True):
@@ -48,10 +51,11 @@ def _fit_and_test(config, saved, verbose=True):
     test_seconds = time.perf_counter() - test_start
     if hasattr(trainer, "discard_resume_state"):
         trainer.discard_resume_state()  # the run is complete: the same command runs it again from the start
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    # A resumed run whose training had finished may hold no validation result.
+    logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result) if best_valid_result else None}")
     if config["device"].type == "cuda":
         logger.info(f"peak GPU memory of rank {config['local_rank']}: {torch.cuda.max_memory_allocated(config['device']) / 2**20:.0f} MiB")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
@@ -170,23 +174,57 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     return result
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, dataset=None, data_path=None):
     """Rebuild config, data and model from a checkpoint written by a plugin or stock model's trainer.
 
     RecBole's own ``load_data_and_model`` cannot read its checkpoints on torch >= 2.6 and knows no
-    plugin model.
+    plugin model. The checkpoint is read with ``weights_only=True`` where it allows it
+    (``compat.load_checkpoint``). GLTA's and GAL-Rec's checkpoints hold no frozen backbone: the model
+    rebuilds it from the checkpoint's ``llm_path``, as their trainers do.
+
+    Args:
+        model_file (str): the checkpoint.
+        dataset (str): when given, the dataset the checkpoint must have been trained on.
+        data_path (str): the folder holding the dataset's folder, when it is not where it was in training.
 
     Returns:
         tuple: config, model (best weights, eval mode), dataset, train_data, valid_data, test_data.
     """
-    # The checkpoint pickles its Config; it is a file the user names, written by a RecBole trainer.
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
-    config = checkpoint["config"]
+    if not Path(model_file).is_file():
+        raise SavedModelError(
+            f"Saved model {str(model_file)!r} does not exist. Fix: pass a .pth file a training run saved "
+            "(the runner logs it: 'Saving current: <checkpoint_dir>/<Model>-<date>.pth')."
+        )
+    try:
+        checkpoint = load_checkpoint(model_file)
+        config = checkpoint["config"]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) as error:
+        raise SavedModelError(
+            f"{model_file} is not a RecBole checkpoint ({type(error).__name__}: {str(error)[:200]}). "
+            "Fix: pass the best-model file a training run saved, not a resume or stage checkpoint."
+        ) from error
+    if dataset is not None and dataset != config["dataset"]:
+        raise SavedModelError(
+            f"{model_file} is a {config['model']} model of dataset '{config['dataset']}', not '{dataset}'. "
+            f"Fix: pass --dataset={config['dataset']}, or a checkpoint trained on '{dataset}'."
+        )
+    if data_path is not None:
+        config["data_path"] = os.path.join(data_path, config["dataset"])
+    if config["device"].type == "cuda" and not torch.cuda.is_available():
+        config["device"] = torch.device("cpu")
+    check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise SavedModelError(
+            f"{model_file} does not fit dataset '{config['dataset']}' as it is now at {config['data_path']} "
+            f"({dataset.user_num - 1} users, {dataset.item_num - 1} items): {str(error).splitlines()[-1].strip()} "
+            "Fix: recommend with the dataset files the model was trained on, or train it again."
+        ) from error
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model.eval(), dataset, train_data, valid_data, test_data

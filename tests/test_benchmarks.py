@@ -163,3 +163,23 @@ def test_distinct_rows_get_distinct_file_names():
     assert len(set(names)) == len(rows), names
     assert all(re.fullmatch(r"[A-Za-z0-9_.=-]+", name) for name in names)
     assert safe_name("GLTA") == "GLTA"
+
+
+def test_readme_overview_table_is_the_one_the_results_render():
+    from benchmarks.report import ROOT, overview_table, readme_with_overview
+
+    readme = (ROOT / "README.md").read_text()
+    assert readme_with_overview(readme, overview_table()) == readme, "run: python benchmarks/report.py --readme"
+
+
+def test_overview_takes_plain_rows_else_the_variant_best_on_validation(tmp_path):
+    from benchmarks.report import overview_table
+
+    def rec(label, model, valid, test):
+        return {"label": label, "model": model, "dataset": "d", "valid": {"ndcg@10": valid}, "test": {"ndcg@10": test}}
+
+    (tmp_path / "d.json").write_text(json.dumps([
+        rec("BPR", "BPR", 0.1, 0.11), rec("BPR", "BPR", 0.1, 0.13), rec("BPR[lr=1]", "BPR", 0.9, 0.9),
+        rec("GLTA[a=1]", "GLTA", 0.2, 0.25), rec("GLTA[a=2]", "GLTA", 0.3, 0.15),
+    ]))
+    assert overview_table(tmp_path).splitlines()[2:] == ["| GLTA | 0.1500 † |", "| BPR | 0.1200 ± 0.0141 |"]

@@ -63,16 +63,20 @@ def check_item_text_fields(config):
     return columns
 
 
-def item_descriptions(dataset):
+def item_descriptions(dataset, all_columns=False):
     """One description per internal item id of ``dataset`` (index 0, RecBole's padding id, is ``""``).
 
     Items the ``.item`` file does not list get ``""``; rows for items the dataset filtered out are
-    skipped.
+    skipped. ``all_columns`` describes items by every column of the ``.item`` file but the id, for
+    datasets that name no ``item_text_fields``.
     """
     config = dataset.config
-    columns = check_item_text_fields(config)
-    fields = config["item_text_fields"]
-    template = config["item_text_template"]
+    if all_columns:
+        columns = _read_header(_item_file(config), config["field_separator"])
+        fields, template = [c for c in columns if c != dataset.iid_field], None
+    else:
+        columns = check_item_text_fields(config)
+        fields, template = config["item_text_fields"], config["item_text_template"]
     token2id = dataset.field2token_id[dataset.iid_field]
     id_column = columns.index(dataset.iid_field)
     wanted = [columns.index(f) for f in fields]

@@ -20,11 +20,12 @@ options, the pooling and a digest of every text, and written atomically.
 import hashlib
 import json
 import logging
+import time
 
 import torch
 
 from recbole_llm.data.item_text import item_descriptions
-from recbole_llm.helpers import atomic_write, cache_root, option
+from recbole_llm.helpers import atomic_write, cache_root, option, progress
 from recbole_llm.llm import load_backbone
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,17 @@ def embed_texts(texts, config, batch_size=32):
     todo = [i for i, text in enumerate(texts) if text]
     # Sorting by length keeps padding, and so wasted compute, small.
     todo.sort(key=lambda i: len(texts[i]))
-    for start in range(0, len(todo), batch_size):
-        rows = todo[start:start + batch_size]
-        inputs = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
-                           max_length=max_tokens)
-        hidden = model(**inputs).last_hidden_state.float()
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        out[rows] = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    began = time.perf_counter()
+    with progress(len(todo), "Text embeddings", _option(config, "show_progress", False), unit="text") as bar:
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start:start + batch_size]
+            inputs = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
+                               max_length=max_tokens)
+            hidden = model(**inputs).last_hidden_state.float()
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out[rows] = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            bar.update(len(rows))
+    logger.info("Embedded %d texts in %.0f s", len(todo), time.perf_counter() - began)
     return out
 
 

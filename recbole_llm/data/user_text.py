@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from recbole_llm.helpers import atomic_write, cache_root
+from recbole_llm.helpers import atomic_write, cache_root, progress
 from recbole_llm.llm import load_backbone, render_chat
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
         texts, done = saved["texts"], saved["done"]
         logger.info("Resuming %s text generation at user %d of %d (%s)", kind, done, len(todo), partial)
     began = time.perf_counter()
-    with torch.no_grad():
+    show_progress = "show_progress" in config and bool(config["show_progress"])
+    with torch.no_grad(), progress(len(todo), f"User {kind} texts", show_progress, unit="user") as bar:
+        bar.update(done)
         for start in range(done, len(todo), batch_size):
             users = todo[start:start + batch_size]
             inputs = tokenizer([chats[u] for u in users], return_tensors="pt", padding=True, add_special_tokens=False)
@@ -82,11 +84,13 @@ def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
             for user, text in zip(users, new):
                 texts[user] = " ".join(text.split())
             finished = start + len(users)
+            bar.update(len(users))
             if (start // batch_size + 1) % SAVE_EVERY == 0 and finished < len(todo):
                 atomic_write(partial, lambda f: json.dump({"done": finished, "texts": texts}, f), mode="w")
-                elapsed = time.perf_counter() - began
-                logger.info("Generating %s text: %d of %d users, %.0f s so far, about %.0f s to go", kind, finished,
-                            len(todo), elapsed, elapsed / (finished - done) * (len(todo) - finished))
+                if not show_progress:  # the bar shows the same
+                    elapsed = time.perf_counter() - began
+                    logger.info("Generating %s text: %d of %d users, %.0f s so far, about %.0f s to go", kind,
+                                finished, len(todo), elapsed, elapsed / (finished - done) * (len(todo) - finished))
     logger.info("Generated %s text for %d users in %.0f s", kind, len(todo) - done, time.perf_counter() - began)
     atomic_write(path, lambda f: json.dump(texts, f), mode="w")
     partial.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -109,6 +110,8 @@ def _convert_gguf(gguf_folder: str, final: str) -> None:
     discards its identical copy.
     """
     logger.info("First use of %s: converting the packaged GGUF to fp32 safetensors in %s", DEFAULT_LLM, final)
+    began = time.perf_counter()
+    # transformers draws the progress bar of the long part (de-quantising the GGUF tensors).
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf_folder, gguf_file=PACKAGED_GGUF_FILE)
     tokenizer = AutoTokenizer.from_pretrained(gguf_folder, gguf_file=PACKAGED_GGUF_FILE)
     # The weights are already plain fp32; the leftover quantization_config would make later loads
@@ -133,6 +136,7 @@ def _convert_gguf(gguf_folder: str, final: str) -> None:
             logger.info("Another process cached %s first; using its copy", DEFAULT_LLM)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+    logger.info("Converted %s in %.0f s; later runs load the cached copy", DEFAULT_LLM, time.perf_counter() - began)
 
 
 def _truncate_layers(model_config: PretrainedConfig, num_layers, llm_path: str) -> tuple[int, int]:

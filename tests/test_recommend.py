@@ -1,0 +1,105 @@
+"""Recommending from a saved model: each user's top-k by the model's own scores, training items left out."""
+
+import csv
+import logging
+
+import pytest
+import torch
+
+import run_recbole_llm
+from recbole_llm import compat
+from recbole_llm.errors import SavedModelError, UnknownUserError
+from recbole_llm.quick_start import load_data_and_model, run_recbole_llm as train
+from recbole_llm.recommend import recommend
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+USERS = ["196", "186", "22"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tiny_llm_path):
+    """A LightGCN and a tiny GLTA, each trained for one epoch (per stage) and saved by the runner."""
+    folder = tmp_path_factory.mktemp("recommend")
+    quiet = {"show_progress": False, "state": "WARNING", "checkpoint_dir": str(folder)}
+    lightgcn = train("LightGCN", "ml-100k", config_dict={**quiet, "epochs": 1})["saved_model_file"]
+    glta = train("GLTA", "ml-100k", config_dict={
+        **quiet, "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(folder / "cache"),
+        "graph_epochs": 1, "item_alignment_epochs": 1, "user_alignment_epochs": 1, "max_history": 10,
+    })["saved_model_file"]
+    return {"LightGCN": lightgcn, "GLTA": glta}
+
+
+def expected_top(model_file, users, k):
+    """Top-k item tokens straight from ``full_sort_predict``, each user's training items masked."""
+    _, model, dataset, train_data, _, _ = load_data_and_model(model_file)
+    train_inter = train_data.dataset.inter_feat
+    tokens = dataset.field2id_token
+    top = {}
+    for user in users:
+        uid = dataset.token2id(dataset.uid_field, user)
+        with torch.no_grad():
+            scores = model.full_sort_predict({model.USER_ID: torch.tensor([uid])}).view(-1)
+        scores[train_inter[dataset.iid_field][train_inter[dataset.uid_field] == uid]] = -torch.inf
+        scores[0] = -torch.inf
+        top[user] = [tokens[dataset.iid_field][i] for i in scores.topk(k).indices.tolist()]
+    return top
+
+
+@pytest.mark.parametrize("model", ["LightGCN", "GLTA"])
+def test_printed_lists_are_the_models_top_k_without_training_items(saved, model, capsys):
+    assert run_recbole_llm.main([f"--recommend={saved[model]}", f"--users={','.join(USERS)}", "--topk=10"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    lists, user = {}, None
+    for line in printed:
+        if line.startswith("user "):
+            user = line[len("user "):-1]
+            lists[user] = []
+        else:
+            lists[user].append(line.split()[1])
+    assert lists == expected_top(saved[model], USERS, 10)
+    assert "genres:" in printed[1]  # each item carries its description (ml-100k: title and genres)
+
+
+def test_all_users_go_to_a_csv_file(saved, tmp_path, capsys):
+    out = tmp_path / "recs.csv"
+    assert run_recbole_llm.main([f"--recommend={saved['LightGCN']}", "--users=all", "--topk=3", f"--out={out}"]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 943 * 3 and {r["rank"] for r in rows} == {"1", "2", "3"}
+    assert rows[0]["description"] and list(tmp_path.iterdir()) == [out]  # no temporary file left beside it
+    by_user = {}
+    for row in rows:
+        by_user.setdefault(row["user"], []).append(row["item"])
+    assert {u: by_user[u] for u in USERS} == expected_top(saved["LightGCN"], USERS, 3)
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--users=no-such-user"], "is not in dataset 'ml-100k'"),
+    (["--users=196", "--dataset=ml-1m"], "of dataset 'ml-100k', not 'ml-1m'"),
+])
+def test_wrong_user_or_dataset_is_one_error_line(saved, capsys, argv, error):
+    assert run_recbole_llm.main([f"--recommend={saved['LightGCN']}", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and error in err and "Fix:" in err and err.count("\n") == 1
+
+
+def test_python_callers_get_the_same_errors(saved, tmp_path):
+    with pytest.raises(SavedModelError, match="does not exist"):
+        recommend(str(tmp_path / "none.pth"), ["196"])
+    with pytest.raises(UnknownUserError, match="Fix:"):
+        recommend(saved["LightGCN"], ["196", "no-such-user"])
+
+
+def test_runner_checkpoints_load_weights_only_and_recbole_ones_say_they_cannot(saved, tmp_path, caplog):
+    for model_file in saved.values():
+        assert compat._checkpoint_safe_globals(model_file) is not None  # loaded with weights_only=True
+    # A checkpoint written as stock RecBole writes it (pickle protocol 4) loads as a full pickle, with one warning.
+    state = torch.load(saved["LightGCN"], weights_only=False)
+    recbole_file = tmp_path / "recbole.pth"
+    torch.save(state, recbole_file, pickle_protocol=4)
+    compat._warned_full_pickle = False
+    with caplog.at_level(logging.WARNING):
+        compat.load_checkpoint(recbole_file)
+        compat.load_checkpoint(recbole_file)
+    warnings = [r for r in caplog.records if "weights_only=True" in r.getMessage()]
+    assert len(warnings) == 1 and "trust" in warnings[0].getMessage()
