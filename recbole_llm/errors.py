@@ -27,3 +27,11 @@ class LLMLoadError(RecBoleLLMError):
 
 class ConfigValueError(RecBoleLLMError):
     """A config key holds a value the plugin cannot use."""
+
+
+class CheckpointError(RecBoleLLMError):
+    """A checkpoint, cache or result file cannot be read, or its folder cannot be written."""
+
+
+class DatasetFormatError(RecBoleLLMError):
+    """The dataset's files are there but cannot be used as they are."""

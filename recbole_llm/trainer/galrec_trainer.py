@@ -66,8 +66,11 @@ class GALRecTrainer(GLTATrainer):
             self._save_latest(epoch_idx)  # not validated this epoch; otherwise saved after validation
         return loss
 
+    def _random_generators(self):
+        return {"neighbour_sampler": self.model.generator}
+
     def _save_latest(self, epoch_idx):
-        self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(self.run_dir / "graph_aware_latest.pth"))
+        self._save_last_stage(epoch_idx, self.run_dir / "graph_aware_latest.pth")
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """Stage 1 as needed, then graph-aware learning through RecBole's fit; returns its best valid score and result."""
@@ -85,9 +88,7 @@ class GALRecTrainer(GLTATrainer):
         self.eval_step = min(self.config["eval_step"], self.epochs)
         latest = self.run_dir / "graph_aware_latest.pth"
         if latest.is_file():
-            self.resume_checkpoint(str(latest))
-            self.resumed = True
-            self.saved_model_file = str(self.run_dir / "GALRec-best.pth")  # resume_checkpoint points it at latest
+            self._resume_last_stage(latest)
         # Users without a training interaction have no prompt context and no target.
         users = torch.nonzero(model.user_items.degree(torch.arange(model.n_users)) > 0).squeeze(1)
         batches = UserSample(model.USER_ID, users, self.config["prompt_batch_size"], train_data.dataset,

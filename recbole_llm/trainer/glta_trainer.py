@@ -38,6 +38,7 @@ from recbole.data.interaction import Interaction
 import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
+from recbole_llm.checkpoint import load_checkpoint, random_states, restore_random_states
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.utils import atomic_write, time_calls
@@ -154,6 +155,18 @@ class GLTATrainer(Trainer):
     def _is_writer(self):
         return self.rank == 0
 
+    def _random_generators(self):
+        """The run's own generators, by name, whose states its checkpoints carry beside the global ones."""
+        return {}
+
+    def _load_stage(self, path, fix):
+        """A stage checkpoint of this run, its random states restored: the run goes on as if never stopped."""
+        checkpoint = load_checkpoint(path, map_location=self.device, fix=f"delete that file: {fix}")
+        if "rng" in checkpoint:  # absent from files written before the plugin saved them
+            restore_random_states(checkpoint["rng"], **self._random_generators())
+        self.resumed = True
+        return checkpoint
+
     def _rewrap_ddp(self):
         """Wrap the model in DDP again: DDP fixes the set of parameters it reduces when it wraps, and
         stage 1 has since frozen the graph (left registered, DDP would wait for their gradients)."""
@@ -178,12 +191,11 @@ class GLTATrainer(Trainer):
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
         done = self.run_dir / "stage1_graph.pth"
         if done.is_file():
-            self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
+            self.model.load_state_dict(self._load_stage(done, "the same command then trains stage 1 again.")["state_dict"])
             # The checkpoint holds the frozen graph embeddings; the graph's weights stay out of training,
             # as freeze_graph leaves them (or DDP would reduce their gradients and counts would include them).
             self.model.graph.requires_grad_(False)
             self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
-            self.resumed = True
             self.graph_source = "run checkpoint"
             return
         graph = self.model.graph
@@ -214,7 +226,8 @@ class GLTATrainer(Trainer):
                 atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
         self.model.freeze_graph()
         if self._is_writer():
-            atomic_save({"stage": "graph", "state_dict": self.model.state_dict()}, done)
+            atomic_save({"stage": "graph", "state_dict": self.model.state_dict(),
+                         "rng": random_states(**self._random_generators())}, done)
 
     def _load_graph_checkpoint(self, path, from_cache=False):
         """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
@@ -255,11 +268,10 @@ class GLTATrainer(Trainer):
                                                learning_rate=config["item_alignment_lr"])
         start = 0
         if latest.is_file():
-            checkpoint = torch.load(latest, map_location=self.device, weights_only=False)
+            checkpoint = self._load_stage(latest, "the same command then trains stage 2 again (stage 1 is kept).")
             model.load_state_dict(checkpoint["state_dict"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             start = checkpoint["epoch"] + 1
-            self.resumed = True
             self.logger.info(f"Stage 2 (item alignment): resuming after epoch {checkpoint['epoch']} from {latest}")
         else:
             model.init_head_from_item_tokens()
@@ -276,7 +288,8 @@ class GLTATrainer(Trainer):
                              f"{self.stage_seconds_per_epoch['item_alignment'][-1]:.1f} s")
             if self._is_writer():
                 atomic_save({"stage": "item_alignment", "epoch": epoch, "state_dict": model.state_dict(),
-                             "optimizer": self.optimizer.state_dict()}, latest)
+                             "optimizer": self.optimizer.state_dict(),
+                             "rng": random_states(**self._random_generators())}, latest)
 
     # ----- stage 3 ------------------------------------------------------------------------------
 
@@ -291,7 +304,23 @@ class GLTATrainer(Trainer):
         return loss
 
     def _save_latest(self, epoch_idx):
-        self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(self.run_dir / "stage3_latest.pth"))
+        self._save_last_stage(epoch_idx, self.run_dir / "stage3_latest.pth")
+
+    def _save_last_stage(self, epoch_idx, path):
+        """The last stage after ``epoch_idx`` with the random states its next epoch draws its targets from
+        (RecBole's ``_save_checkpoint`` keeps none, so a resumed run trained on other targets)."""
+        if self._is_writer():
+            atomic_save({"epoch": epoch_idx, "cur_step": self.cur_step, "best_valid_score": self.best_valid_score,
+                         "best_valid_result": self.best_valid_result, "state_dict": self.model.state_dict(),
+                         "optimizer": self.optimizer.state_dict(),
+                         "rng": random_states(**self._random_generators())}, path)
+
+    def _resume_last_stage(self, path):
+        checkpoint = self._load_stage(path, "the same command then trains this stage again (earlier stages are kept).")
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.start_epoch, self.cur_step = checkpoint["epoch"] + 1, checkpoint["cur_step"]
+        self.best_valid_score, self.best_valid_result = checkpoint["best_valid_score"], checkpoint["best_valid_result"]
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """Stages 1 and 2 as needed, then stage 3 through RecBole's fit; returns its best valid score and result."""
@@ -307,9 +336,7 @@ class GLTATrainer(Trainer):
         self.eval_step = min(config["eval_step"], self.epochs)
         latest = self.run_dir / "stage3_latest.pth"
         if latest.is_file():
-            self.resume_checkpoint(str(latest))
-            self.resumed = True
-            self.saved_model_file = str(self.run_dir / "GLTA-best.pth")  # resume_checkpoint points it at latest
+            self._resume_last_stage(latest)
         users = torch.arange(1, model.n_users)
         batches = self._batches(model.USER_ID, users, config["user_alignment_batch_size"], train_data.dataset)
         batches.epoch = self.start_epoch
