@@ -78,6 +78,15 @@ def check_writable(directory, key="checkpoint_dir"):
         ) from None
 
 
+def disk_failure(error):
+    """Whether ``error``, raised while writing a file, comes from the disk (full, read-only, gone): an
+    OSError, or torch's RuntimeError around one (``torch.save`` reports a short write as "unexpected pos")."""
+    if isinstance(error, OSError):
+        return True
+    return isinstance(error, RuntimeError) and (
+        isinstance(error.__context__, OSError) or any(s in str(error) for s in ("unexpected pos", "failed writing")))
+
+
 def write_error(path, error):
     """The ``CheckpointError`` for a write of ``path`` that failed with ``error`` (an OSError, or
     torch's RuntimeError around one); the previous file at ``path``, if any, is intact."""

@@ -1,6 +1,8 @@
 """RecBole's Config, extended with the plugin's property files, model names and two fixes."""
 
+import functools
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -8,11 +10,15 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole.utils import ModelType
 
+from recbole_llm.config_rules import check_values, known_keys, unknown_keys
 from recbole_llm.data.item_text import check_item_text_fields
-from recbole_llm.errors import ConfigValueError
+from recbole_llm.errors import ConfigValueError, UnknownKeyWarning
 from recbole_llm.utils import check_dataset_files, get_model
 
 PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
+
+
+_known_keys = functools.cache(known_keys)
 
 
 class Config(RecBoleConfig):
@@ -34,6 +40,9 @@ class Config(RecBoleConfig):
     - Sequential models with ``loss_type: CE`` default to no negative sampling. RecBole 1.2.1's
       overall.yaml samples one negative for every model and then rejects every CE sequential model
       (SASRec, GRU4Rec, BERT4Rec, ...) unless the user turns sampling off by hand.
+    - Every numeric key's type and range is checked here against one table
+      (``config_rules.RULES``), and a key that neither RecBole nor the plugin reads gets a warning
+      with the closest known keys; RecBole would ignore a typo such as ``--learing_rate``.
     - The dataset's files (and item text columns, for models that read them) are checked here, so a
       wrong ``data_path`` is reported before anything is logged or loaded.
     """
@@ -41,6 +50,10 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
         super().__init__(model, dataset, config_file_list, config_dict)
+        for key, close in unknown_keys(self.external_config_dict, _known_keys()):
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            warnings.warn(f"{key} is not a key RecBole or recbole_llm reads, so it changes nothing.{hint}",
+                          UnknownKeyWarning, stacklevel=2)
         check_dataset_files(self)
         if getattr(self.model_class, "uses_item_text", False):
             check_item_text_fields(self)
@@ -91,6 +104,7 @@ class Config(RecBoleConfig):
 
     def _set_default_parameters(self):
         cfg = self.final_config_dict
+        check_values(cfg)  # first thing once the entries are merged, before RecBole's own checks read them
         if (
             cfg.get("loss_type") == "CE"
             and cfg["MODEL_TYPE"] == ModelType.SEQUENTIAL

@@ -35,3 +35,7 @@ class CheckpointError(RecBoleLLMError):
 
 class DatasetFormatError(RecBoleLLMError):
     """The dataset's files are there but cannot be used as they are."""
+
+
+class UnknownKeyWarning(UserWarning):
+    """A config key that neither RecBole nor the plugin reads (a typo, most often): it changes nothing."""

@@ -13,6 +13,7 @@ from recbole.data import create_dataset as create_recbole_dataset
 from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 
+from recbole_llm.checkpoint import disk_failure, write_error
 from recbole_llm.errors import DatasetNotFoundError, UnknownModelError
 
 # CLI spellings from the papers for the class names that Python allows.
@@ -129,14 +130,19 @@ def atomic_write(path, write, mode="wb"):
 
     A run killed mid-write leaves the previous file (or none), never a truncated one: ``os.replace``
     is atomic on one file system. Used for every checkpoint, cache and result file the plugin writes.
+    A write the disk refuses (full, read-only) raises a ``CheckpointError`` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
-        try:
+    partial = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
+            partial = f.name
             write(f)
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
+        os.replace(partial, path)
+    except BaseException as error:
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
+        if disk_failure(error):
+            raise write_error(path, error) from error
+        raise

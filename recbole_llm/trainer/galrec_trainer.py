@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from recbole.trainer import Trainer
 
-from recbole_llm.errors import ConfigValueError
 from recbole_llm.trainer.glta_trainer import BACKBONE_KEYS, GLTATrainer, StageBatches, run_digest
 
 STAGES = ("graph", "graph_aware")
@@ -74,10 +73,6 @@ class GALRecTrainer(GLTATrainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """Stage 1 as needed, then graph-aware learning through RecBole's fit; returns its best valid score and result."""
-        users_per_epoch = self.config["users_per_epoch"]
-        if users_per_epoch is not None and (isinstance(users_per_epoch, bool) or not isinstance(users_per_epoch, int)
-                                            or users_per_epoch < 1):
-            raise ConfigValueError(f"users_per_epoch={users_per_epoch!r} must be an integer >= 1, or ~ for all users.")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._graph_stage(train_data, valid_data, verbose, show_progress)
         self._rewrap_ddp()
@@ -92,7 +87,8 @@ class GALRecTrainer(GLTATrainer):
         # Users without a training interaction have no prompt context and no target.
         users = torch.nonzero(model.user_items.degree(torch.arange(model.n_users)) > 0).squeeze(1)
         batches = UserSample(model.USER_ID, users, self.config["prompt_batch_size"], train_data.dataset,
-                             self.config["seed"], rank=self.rank, world_size=self.world_size, limit=users_per_epoch)
+                             self.config["seed"], rank=self.rank, world_size=self.world_size,
+                             limit=self.config["users_per_epoch"])
         batches.epoch = self.start_epoch
 
         def after_validation(epoch_idx, valid_score):
