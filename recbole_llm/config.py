@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole.utils import ModelType
@@ -19,6 +20,23 @@ PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
 
 
 _known_keys = functools.cache(known_keys)
+
+
+def check_config_file(path):
+    """A ``config_files`` entry must exist and parse as YAML; RecBole would raise a bare
+    ``FileNotFoundError``, or a YAML error that does not name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.safe_load(f)
+    except OSError as error:
+        raise ConfigValueError(f"Config file {path!r} cannot be read ({error.strerror}). "
+                               "Fix: pass --config_files with existing YAML files, separated by spaces.") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigValueError(f"Config file {path!r} is not valid YAML{where}: {problem}. "
+                               "Fix: correct that line (YAML wants 'key: value', one per line).") from None
 
 
 class Config(RecBoleConfig):
@@ -49,6 +67,8 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
+        for path in config_file_list or []:
+            check_config_file(path)
         super().__init__(model, dataset, config_file_list, config_dict)
         for key, close in unknown_keys(self.external_config_dict, _known_keys()):
             hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -165,14 +165,83 @@ def truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def test_a_truncated_latest_checkpoint_is_named_with_its_fix(capfd, tmp_path, monkeypatch):
+@pytest.mark.parametrize("model, name", [("BPR", "latest.pth"), ("GLTA", "stage3_latest.pth")])
+def test_a_truncated_checkpoint_is_named_with_its_fix(capfd, tmp_path, monkeypatch, tiny_llm_path, model, name):
     monkeypatch.chdir(tmp_path)
-    config = Config("BPR", "ml-100k", config_dict={"epochs": 1, "checkpoint_dir": str(tmp_path / "saved")})
-    latest = tmp_path / "saved" / f"BPR-ml-100k-{run_digest(config)}" / "latest.pth"
+    args = {"epochs": 1, "checkpoint_dir": "saved"}
+    if model == "GLTA":
+        args.update(llm_path=tiny_llm_path, llm_num_layers=None, graph_epochs=1, item_alignment=False,
+                    user_alignment_epochs=1)
+    config = Config(model, "ml-100k", config_dict=args)
+    latest = Path("saved") / f"{model}-ml-100k-{run_digest(config)}" / name
     latest.parent.mkdir(parents=True)
     torch.save({"epoch": 0, "state_dict": {}}, latest)
     truncate(latest)
     damaged = latest.read_bytes()
-    code, output = cli(capfd, "--model=BPR", "--dataset=ml-100k", "--epochs=1", "--checkpoint_dir=saved", *QUIET)
-    assert_refused(code, output, str(latest.relative_to(tmp_path)), "delete that file")
+    argv = [f"--{k}={'~' if v is None else v}" for k, v in args.items()]
+    code, output = cli(capfd, f"--model={model}", "--dataset=ml-100k", *argv, *QUIET)
+    assert_refused(code, output, str(latest), "delete that file")
     assert latest.read_bytes() == damaged, "the file is reported, not replaced"
+
+
+def write_dataset(root, name, users=10, items=12, header="user_id:token\titem_id:token\trating:float", texts=None):
+    folder = root / name
+    folder.mkdir(parents=True)
+    rows = [f"{u}\t{i}\t4" for u in range(1, users + 1) for i in range(1, items + 1) if (u + i) % 3]
+    (folder / f"{name}.inter").write_text("\n".join([header, *rows]) + "\n")
+    if texts is not None:
+        lines = ["item_id:token\ttitle:token_seq", *(f"{i}\t{texts}" for i in range(1, items + 1))]
+        (folder / f"{name}.item").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("case, named", [
+    ("inter header without types", "without a RecBole type"),
+    ("one user", "has 1 user(s)"),
+    ("YAML syntax error", "bad.yaml' is not valid YAML at line 2"),
+    ("missing config file", "nope.yaml' cannot be read"),
+    ("all item texts empty", "All 12 items have an empty text"),
+])
+def test_bad_files(capfd, tmp_path, monkeypatch, tiny_llm_path, case, named):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--model=BPR", "--dataset=tiny", "--data_path=data", f"--checkpoint_dir={tmp_path / 'saved'}", *QUIET]
+    if case == "inter header without types":
+        write_dataset(tmp_path / "data", "tiny", header="user_id\titem_id\trating")
+    elif case == "one user":
+        write_dataset(tmp_path / "data", "tiny", users=1)
+    elif case == "YAML syntax error":
+        write_dataset(tmp_path / "data", "tiny")
+        (tmp_path / "bad.yaml").write_text("epochs: [1\nlearning_rate: 2\n")
+        argv.append("--config_files=bad.yaml")
+    elif case == "missing config file":
+        argv.append("--config_files=nope.yaml")
+    else:
+        write_dataset(tmp_path / "data", "tiny", texts="")
+        argv += ["--model=GLTA", f"--llm_path={tiny_llm_path}", "--item_text_fields=['title']", "--graph_epochs=1", "--llm_num_layers=~"]
+    written = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert_refused(*cli(capfd, *argv), named)
+    assert all(p.read_bytes() == content for p, content in written.items()), "the user's files are untouched"
+    assert not (tmp_path / "saved").exists() or not any((tmp_path / "saved").rglob("*.pth")), "nothing was trained"
+
+
+@pytest.fixture(scope="module")
+def bad_backbones(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM, ViTConfig, ViTModel
+    root = tmp_path_factory.mktemp("backbones")
+    LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(root / "no-tokenizer")
+    ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       image_size=32, patch_size=16)).save_pretrained(root / "vit")
+    return root
+
+
+@pytest.mark.parametrize("folder, named", [
+    ("no-tokenizer", "has no tokenizer files"),
+    ("vit", "holds a vit model: it has no token embeddings"),
+    ("does-not-exist", "nothing exists at that path"),
+])
+def test_bad_backbones(capfd, tmp_path, monkeypatch, bad_backbones, folder, named):
+    monkeypatch.chdir(tmp_path)
+    code, output = cli(capfd, "--model=GLTA", "--dataset=ml-100k", f"--llm_path={bad_backbones / folder}",
+                       "--llm_num_layers=~", f"--checkpoint_dir={tmp_path / 'saved'}", *QUIET)
+    assert_refused(code, output, named)
+    assert "huggingface-cli" not in output, "a local folder is not downloaded"
