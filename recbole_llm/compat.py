@@ -31,6 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recbole_llm.checkpoint import disk_failure, write_error
+
 _applied = False
 
 
@@ -161,8 +163,16 @@ def _atomic(save_checkpoint):
             return
         target = kwargs.pop("saved_model_file", self.saved_model_file)
         partial = f"{target}.partial"
-        save_checkpoint(self, epoch, verbose=False, saved_model_file=partial, **kwargs)
-        os.replace(partial, target)
+        try:
+            save_checkpoint(self, epoch, verbose=False, saved_model_file=partial, **kwargs)
+            os.replace(partial, target)
+        except BaseException as error:
+            # A full disk: name the file (torch names neither it nor the cause); the last good one stays.
+            if os.path.exists(partial):
+                os.unlink(partial)
+            if disk_failure(error):
+                raise write_error(target, error) from error
+            raise
         if verbose:
             self.logger.info(f"Saving current: {target}")
 

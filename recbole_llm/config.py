@@ -1,6 +1,8 @@
 """RecBole's Config, extended with the plugin's property files, model names and two fixes."""
 
+import functools
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -9,8 +11,9 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole.utils import ModelType
 
+from recbole_llm.config_rules import check_values, known_keys, unknown_keys
 from recbole_llm.data.item_text import check_item_text_fields
-from recbole_llm.errors import ConfigValueError
+from recbole_llm.errors import ConfigValueError, UnknownKeyWarning
 from recbole_llm.utils import check_dataset_files, get_model
 
 # Shipped inside the package (package data), so a wheel install finds them as an editable one does.
@@ -26,6 +29,26 @@ def _yaml_collection(value):
         except yaml.YAMLError:
             return value
     return value
+
+
+_known_keys = functools.cache(known_keys)
+
+
+def check_config_file(path):
+    """A ``config_files`` entry must exist and parse as YAML; RecBole would raise a bare
+    ``FileNotFoundError``, or a YAML error that does not name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.safe_load(f)
+    except OSError as error:
+        raise ConfigValueError(f"Config file {path!r} cannot be read ({error.strerror}). "
+                               "Fix: pass --config_files with existing YAML files, separated by spaces.") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigValueError(f"Config file {path!r} is not valid YAML{where}: {problem}. "
+                               "Fix: correct that line (YAML wants 'key: value', one per line).") from None
 
 
 class Config(RecBoleConfig):
@@ -47,13 +70,22 @@ class Config(RecBoleConfig):
     - Sequential models with ``loss_type: CE`` default to no negative sampling. RecBole 1.2.1's
       overall.yaml samples one negative for every model and then rejects every CE sequential model
       (SASRec, GRU4Rec, BERT4Rec, ...) unless the user turns sampling off by hand.
+    - Every numeric key's type and range is checked here against one table
+      (``config_rules.RULES``), and a key that neither RecBole nor the plugin reads gets a warning
+      with the closest known keys; RecBole would ignore a typo such as ``--learing_rate``.
     - The dataset's files (and item text columns, for models that read them) are checked here, so a
       wrong ``data_path`` is reported before anything is logged or loaded.
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
+        for path in config_file_list or []:
+            check_config_file(path)
         super().__init__(model, dataset, config_file_list, config_dict)
+        for key, close in unknown_keys(self.external_config_dict, _known_keys()):
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            warnings.warn(f"{key} is not a key RecBole or recbole_llm reads, so it changes nothing.{hint}",
+                          UnknownKeyWarning, stacklevel=2)
         check_dataset_files(self)
         if getattr(self.model_class, "uses_item_text", False):
             check_item_text_fields(self)
@@ -104,6 +136,7 @@ class Config(RecBoleConfig):
 
     def _set_default_parameters(self):
         cfg = self.final_config_dict
+        check_values(cfg)  # first thing once the entries are merged, before RecBole's own checks read them
         if (
             cfg.get("loss_type") == "CE"
             and cfg["MODEL_TYPE"] == ModelType.SEQUENTIAL

@@ -35,3 +35,15 @@ class SavedModelError(RecBoleLLMError):
 
 class UnknownUserError(RecBoleLLMError):
     """A user token asked for is not in the dataset."""
+
+
+class CheckpointError(RecBoleLLMError):
+    """A checkpoint, cache or result file cannot be read, or its folder cannot be written."""
+
+
+class DatasetFormatError(RecBoleLLMError):
+    """The dataset's files are there but cannot be used as they are."""
+
+
+class UnknownKeyWarning(UserWarning):
+    """A config key that neither RecBole nor the plugin reads (a typo, most often): it changes nothing."""

@@ -1,8 +1,8 @@
 """Low-level helpers every layer of the package may use: atomic file writes, the cache folder,
 optional config entries, call timing.
 
-This module sits below everything else: it imports nothing of the package, so the registry
-(``utils.py``), the trainers and the data transforms can all use it without an import circle.
+This module sits below everything else (it imports only ``checkpoint``, which imports only
+``errors``), so the registry (``utils.py``), the trainers and the data transforms can all use it without an import circle.
 """
 
 import os
@@ -14,23 +14,30 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
+from recbole_llm.checkpoint import disk_failure, write_error
+
 
 def atomic_write(path, write, mode="wb"):
     """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place.
 
     A run killed mid-write leaves the previous file (or none), never a truncated one: ``os.replace``
     is atomic on one file system. Used for every checkpoint, cache and result file the plugin writes.
+    A write the disk refuses (full, read-only) raises a ``CheckpointError`` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
-        try:
+    partial = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
+            partial = f.name
             write(f)
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
+        os.replace(partial, path)
+    except BaseException as error:
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
+        if disk_failure(error):
+            raise write_error(path, error) from error
+        raise
 
 
 def atomic_save(obj, path):

@@ -15,8 +15,10 @@ import torch.multiprocessing as mp
 from recbole.data import data_preparation
 from recbole.utils import dict2str, init_logger, init_seed, set_color
 
+from recbole_llm.checkpoint import check_writable
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
+from recbole_llm.config_rules import check_values
 from recbole_llm.errors import RecBoleLLMError, SavedModelError
 from recbole_llm.helpers import time_calls
 from recbole_llm.utils import check_dataset_files, create_dataset, get_model, get_trainer
@@ -31,6 +33,7 @@ def _fit_and_test(config, saved, verbose=True):
     ``stage_seconds_per_epoch`` (stage name to list of seconds).
     """
     logger = getLogger()
+    check_writable(config["checkpoint_dir"])  # before any training, not at its first save
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -135,6 +138,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     in the parent first, so a bad model name, dataset or config value is reported before any process
     starts; rank 0's result is returned.
     """
+    check_values({"nproc": nproc, "world_size": world_size, "group_offset": group_offset})
     if nproc == 1 and world_size <= 0:
         return run_recbole_llm(model, dataset, config_file_list, config_dict, saved, cmd_args)
 
@@ -143,7 +147,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     # on that check (FileExistsError in the loser), so the parent creates it once before they start.
     # The trainer's checkpoint directory has the same check-then-create.
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
-    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    check_writable(config["checkpoint_dir"])
     config_dict = {
         **(config_dict or {}),
         "world_size": nproc if world_size == -1 else world_size,

@@ -11,7 +11,7 @@ from recbole.data import create_dataset as create_recbole_dataset
 from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 
-from recbole_llm.errors import DatasetNotFoundError, UnknownModelError
+from recbole_llm.errors import DatasetFormatError, DatasetNotFoundError, UnknownModelError
 
 # CLI spellings from the papers for the class names that Python allows.
 MODEL_ALIASES = {
@@ -100,9 +100,38 @@ def check_dataset_files(config):
             f"(the shared benchmark sets: --data_path=../shared/datasets), or use --dataset=ml-100k, "
             f"which ships with RecBole."
         )
+    for path in files + [dataset_path / f"{name}.{suffix}" for suffix in ("item", "user")]:
+        if path.is_file():
+            check_header(path, config["field_separator"])
+
+
+# RecBole's field types (recbole.utils.FeatureType), as the atomic files' headers spell them.
+FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def check_header(path, separator):
+    """Every column of an atomic file's header must read ``name:type``; RecBole raises a bare ValueError."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split(separator)
+    bad = [column for column in header if column.partition(":")[2] not in FIELD_TYPES]
+    if bad:
+        raise DatasetFormatError(
+            f"The header of {path} has {len(bad)} column(s) without a RecBole type: {', '.join(map(repr, bad[:5]))}. "
+            f"Each column is written name:type with type one of {', '.join(FIELD_TYPES)}. "
+            f"Fix: rename them in the first line, e.g. user_id:token item_id:token rating:float timestamp:float."
+        )
 
 
 def create_dataset(config):
     """The model's own dataset class ``recbole_llm.data.<Model>Dataset`` if the plugin has one, else RecBole's."""
     dataset_class = getattr(importlib.import_module("recbole_llm.data"), f"{config['model']}Dataset", None)
-    return dataset_class(config) if dataset_class is not None else create_recbole_dataset(config)
+    dataset = dataset_class(config) if dataset_class is not None else create_recbole_dataset(config)
+    users = dataset.user_num - 1  # id 0 is RecBole's padding
+    if users < 2:
+        # RecBole would fail later, in its negative sampler or its split, with a message about neither.
+        raise DatasetFormatError(
+            f"Dataset '{config['dataset']}' has {users} user(s) with interactions after RecBole's filtering; a "
+            f"recommender needs at least 2 (and a split needs several interactions each). Fix: use a dataset with "
+            f"more users, or relax user_inter_num_interval / item_inter_num_interval / val_interval."
+        )
+    return dataset

@@ -40,15 +40,15 @@ def uninterrupted(one_thread, tmp_path_factory):
     return result, best_weights(result)
 
 
-def kill_at_epoch(monkeypatch, epoch):
-    train_epoch = Trainer._train_epoch
+def kill_at_epoch(monkeypatch, epoch, trainer_class=Trainer):
+    train_epoch = trainer_class._train_epoch
 
     def killed(self, train_data, epoch_idx, *args, **kwargs):
         if epoch_idx == epoch:
             raise Killed
         return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "_train_epoch", killed)
+    monkeypatch.setattr(trainer_class, "_train_epoch", killed)
 
 
 @pytest.mark.parametrize("kill_epoch", [2, 3])
@@ -116,3 +116,36 @@ def test_an_epoch_outside_fit_writes_no_resume_state(tmp_path):
     trainer = get_trainer(config["MODEL_TYPE"], "BPR")(config, get_model("BPR")(config, train._dataset))
     trainer._train_epoch(train, 0)
     assert not trainer.latest_file.exists()
+
+
+# GLTA and GAL-Rec with the tiny random Llama: stage 1 and 2 of one epoch each, a last stage of three
+# epochs validated after the second; the kill comes at its third epoch, so the run resumes from the
+# checkpoint written after that validation.
+STAGED = {
+    "GLTA": {"graph_epochs": 1, "item_alignment_epochs": 1, "item_alignment_batch_size": 64,
+             "user_alignment_epochs": 3, "user_alignment_batch_size": 64, "max_history": 10, "llm_num_layers": None},
+    "GAL-Rec": {"graph_epochs": 1, "epochs": 3, "prompt_batch_size": 32, "users_per_epoch": 64, "queue_size": 64,
+                "learning_rate": 0.001, "llm_num_layers": None},
+}
+
+
+def run_staged(model, checkpoint_dir, tiny_llm_path):
+    config = {**STAGED[model], "llm_path": tiny_llm_path, "llm_cache_dir": str(checkpoint_dir / "cache"),
+              "checkpoint_dir": str(checkpoint_dir), "eval_step": 1, "stopping_step": 10, "graph_learning_rate": 0.01,
+              "show_progress": False, "state": "WARNING", "seed": 2020}
+    return run_recbole_llm(model, "ml-100k", config_dict=config)
+
+
+@pytest.mark.parametrize("model", STAGED)
+def test_killed_multi_stage_run_ends_like_an_uninterrupted_one(model, tmp_path, monkeypatch, tiny_llm_path):
+    """The last stage draws its targets and neighbours from random states the checkpoint must carry."""
+    expected = run_staged(model, tmp_path / "uninterrupted", tiny_llm_path)
+    trainer_class = get_trainer(ModelType.GENERAL, model.replace("-", ""))
+    with monkeypatch.context() as patch:
+        kill_at_epoch(patch, 2, trainer_class)
+        with pytest.raises(Killed):
+            run_staged(model, tmp_path / "killed", tiny_llm_path)
+    result = run_staged(model, tmp_path / "killed", tiny_llm_path)
+    assert result["resumed"]
+    assert result["best_valid_score"] == expected["best_valid_score"]
+    assert result["test_result"] == expected["test_result"]

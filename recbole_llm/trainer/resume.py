@@ -17,13 +17,11 @@ Trainers that replace RecBole's ``fit`` (NCL, the decision-tree ones) and single
 """
 
 import functools
-import random
 import shutil
 
-import numpy as np
-import torch
 from recbole.trainer import TraditionalTrainer, Trainer
 
+from recbole_llm.checkpoint import load_checkpoint, random_states, restore_random_states
 from recbole_llm.helpers import atomic_save
 from recbole_llm.trainer.run_state import RunState
 
@@ -52,17 +50,12 @@ class ResumableTraining(RunState):
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "loader": self._fit_data.generator.get_state() if hasattr(self._fit_data, "generator") else None,
-            },
+            "rng": random_states(loader=getattr(self._fit_data, "generator", None)),
         }, self.latest_file)
 
     def _load_latest(self):
-        state = torch.load(self.latest_file, map_location=self.device, weights_only=False)
+        state = load_checkpoint(self.latest_file, map_location=self.device, fix=(
+            "delete that file: the same command then trains this run again from its first epoch."))
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(state["other_parameter"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -72,14 +65,7 @@ class ResumableTraining(RunState):
         self.best_valid_result = state["best_valid_result"]
         self.saved_model_file = state["best_file"]
         self.train_loss_dict = dict(state["train_loss_dict"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng["loader"] is not None and hasattr(self._fit_data, "generator"):
-            self._fit_data.generator.set_state(rng["loader"])
+        restore_random_states(state["rng"], loader=getattr(self._fit_data, "generator", None))
         self.resumed = True
         self.logger.info(f"Resuming from {self.latest_file}: epoch {self.start_epoch} of {self.epochs}"
                          + (" (training had finished)" if state["finished"] else ""))
