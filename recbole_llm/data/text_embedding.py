@@ -55,7 +55,7 @@ def embed_texts(texts, config, batch_size=32):
     # Sorting by length keeps padding, and so wasted compute, small.
     todo.sort(key=lambda i: len(texts[i]))
     began = time.perf_counter()
-    with progress(len(todo), "Text embeddings", _option(config, "show_progress", False), unit="text") as bar:
+    with progress(len(todo), "Text embeddings", option(config, "show_progress", False), unit="text") as bar:
         for start in range(0, len(todo), batch_size):
             rows = todo[start:start + batch_size]
             inputs = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
