@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import run_recbole_llm
-from recbole_llm import quick_start, utils
+from recbole_llm import helpers, quick_start
 from recbole_llm.config import Config
 from recbole_llm.errors import CheckpointError, UnknownKeyWarning
 from recbole_llm.trainer.run_state import run_digest
@@ -116,7 +116,7 @@ def _recording_run(trained):
 
 def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
     target = tmp_path / "latest.pth"
-    utils.atomic_write(target, lambda f: torch.save({"epoch": 1}, f))
+    helpers.atomic_write(target, lambda f: torch.save({"epoch": 1}, f))
     before = target.read_bytes()
 
     def full_disk(f):
@@ -124,7 +124,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path, monkeyp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(CheckpointError, match=f"Writing '{target}' failed: the disk is full.*Fix:"):
-        utils.atomic_write(target, full_disk)
+        helpers.atomic_write(target, full_disk)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"], "no partial file is left behind"
 
