@@ -95,7 +95,7 @@ def _import_sequential_models_without_anomaly_mode():
     # import, and the package imports every sequential model, so building SASRec, GRU4Rec, BERT4Rec, ...
     # (or anything after them in the same process) trains in autograd's debugging mode: each backward
     # checks every gradient for NaN and each forward op records its Python stack: a 2048-sequence SASRec
-    # step on amazon-beauty took 1.8x as long with it (benchmarks/anomaly_mode.py). Importing the
+    # step on amazon-beauty took 1.8x as long with it (benchmarks/probes/anomaly_mode.py). Importing the
     # package here, once, and restoring the mode keeps the user's own setting and stops RecBole from
     # changing it later.
     enabled, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()

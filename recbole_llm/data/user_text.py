@@ -34,8 +34,8 @@ INSTRUCTIONS = {
 # The answer's first words (the paper's prompt labels the profile "User tags:"), written after the
 # assistant's opening so that generation continues a list instead of starting free text. Without
 # them SmolLM2-135M repeated the prompt for 941 of ml-100k's 943 users ("The user interacted with
-# these items: ..."), with them for none (benchmarks/user_text_stats.py); on the first 16 users the
-# shorter "Tags:" still left 2 (benchmarks/answer_prefixes.py; benchmarks/notes/ml-100k.md).
+# these items: ..."), with them for none (benchmarks/probes/user_text_stats.py); on the first 16 users the
+# shorter "Tags:" still left 2 (benchmarks/probes/answer_prefixes.py; benchmarks/notes/ml-100k.md).
 ANSWER_PREFIXES = {"profile": "User tags:", "prediction": "Interests:"}
 
 

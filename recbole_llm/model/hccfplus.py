@@ -15,7 +15,7 @@ Choices where the spec is silent (beside those of ``hccf.py`` and ``text_fusion.
   Adam's first steps moved the zero-initialised projection enough that scores exploded: the batch
   loss went from 0.78 to 11.9 within 10 steps and validation NDCG@10 after the first epoch was
   0.0089. With the hypergraph built from the IDs, the loss falls to 0.39 over the same 60 steps
-  and NDCG@10 is 0.157 after the first epoch (``benchmarks/hccfplus_hypergraph.py``, whose
+  and NDCG@10 is 0.157 after the first epoch (``benchmarks/probes/hccfplus_hypergraph.py``, whose
   docstring has the command).
 - The projection and fusion weights fall under HCCF's L2 regularisation of all parameters; the
   frozen text vectors are buffers, not parameters, and are not in the checkpoint.

@@ -20,7 +20,7 @@ Input normalisation (config key ``head_norm``):
   dominated by a few "massive activation" dimensions shared by every prompt: with SmolLM2 cut to
   4 layers, three dimensions hold 43-91% of the squared norm of the last state of four unrelated
   prompts, and two unrelated sentences ending in a full stop have cosine 0.95
-  (``benchmarks/massive_activations.py``). Through a head those dimensions give every user the
+  (``benchmarks/probes/massive_activations.py``). Through a head those dimensions give every user the
   same logits, which training must first unlearn: GAL-Rec's L0, trained alone, averaged 29 nats a step over its
   first epoch on amazon-beauty, above the 9.4 of a uniform guess over its 12k items. Standardising
   removes the shared part and leaves the per-prompt variation. It lowers the first epoch's loss

@@ -1,11 +1,11 @@
 """Which answer prefix makes the backbone write profile tags instead of repeating the prompt (a spot check).
 
-    python benchmarks/answer_prefixes.py --users 16 --prefixes "" "Tags:" "User tags:" "Favorite genres:"
+    python benchmarks/probes/answer_prefixes.py --users 16 --prefixes "" "Tags:" "User tags:" "Favorite genres:"
 
 Generates GLTA's profile text (``recbole_llm.data.user_text``, the default backbone and
 ``recbole_llm/properties/model/GLTA.yaml``'s settings) for the first ``--users`` users of ml-100k's training
 split (seed 2020) once per prefix, in one batch, and prints how many texts repeat the prompt
-(``benchmarks/user_text_stats.py``) with the first few texts. The texts go to a temporary cache.
+(``benchmarks/probes/user_text_stats.py``) with the first few texts. The texts go to a temporary cache.
 """
 
 import argparse
@@ -14,11 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 
-from benchmarks.user_text_stats import stats  # noqa: E402
+from benchmarks.probes.user_text_stats import stats  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.data import user_text  # noqa: E402
 from recbole_llm.data.item_text import item_descriptions  # noqa: E402
