@@ -20,8 +20,9 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 
 from benchmarks.probes.user_text_stats import stats  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
-from recbole_llm.data import user_text  # noqa: E402
 from recbole_llm.data.item_text import item_descriptions  # noqa: E402
+from recbole_llm.data.user_text import user_texts  # noqa: E402
+from recbole_llm.llm import resolve_llm_path  # noqa: E402
 
 
 def main(argv=None):
@@ -38,22 +39,19 @@ def main(argv=None):
     descriptions = item_descriptions(train._dataset)
     settings = {k: config[k] for k in ("profile_words", "prediction_words", "user_text_items", "user_text_max_tokens",
                                        "llm_path", "llm_dtype", "llm_cache_dir")}
+    # The generator loads from the cached fp32 copy of the backbone (a local folder), so the texts
+    # alone go to a temporary llm_cache_dir.
+    settings["llm_path"] = resolve_llm_path(settings["llm_path"], settings["llm_cache_dir"])
     with tempfile.TemporaryDirectory() as texts_dir:
-        cache_root, profile_prefix = user_text._cache_root, user_text.ANSWER_PREFIXES["profile"]
-        user_text._cache_root = lambda _: Path(texts_dir)  # the texts only; the converted backbone stays cached
-        try:
-            for prefix in args.prefixes:
-                user_text.ANSWER_PREFIXES["profile"] = prefix
-                user_text.user_texts({**settings, "dataset": "prefix-check"}, None, history, descriptions, "profile",
-                                     batch_size=args.users)
-                (path,) = Path(texts_dir, "user_text").glob("prefix-check-profile-*.json")
-                result = stats(path, args.show)
-                os.remove(path)
-                print(f"prefix {prefix!r}: {result['repeat the prompt']} of {result['users']} repeat the prompt")
-                for text in result["first texts"]:
-                    print(f"  {text}")
-        finally:
-            user_text._cache_root, user_text.ANSWER_PREFIXES["profile"] = cache_root, profile_prefix
+        for prefix in args.prefixes:
+            user_texts({**settings, "llm_cache_dir": texts_dir, "dataset": "prefix-check"}, None, history, descriptions,
+                       "profile", batch_size=args.users, prefix=prefix)
+            (path,) = Path(texts_dir, "user_text").glob("prefix-check-profile-*.json")
+            result = stats(path, args.show)
+            os.remove(path)
+            print(f"prefix {prefix!r}: {result['repeat the prompt']} of {result['users']} repeat the prompt")
+            for text in result["first texts"]:
+                print(f"  {text}")
 
 
 if __name__ == "__main__":
