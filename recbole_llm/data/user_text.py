@@ -33,9 +33,9 @@ INSTRUCTIONS = {
 
 # The answer's first words (the paper's prompt labels the profile "User tags:"), written after the
 # assistant's opening so that generation continues a list instead of starting free text. Without
-# them SmolLM2-135M repeated the prompt for 941 of ml-100k's 943 users ("The user interacted with
-# these items: ..."), with them for none (benchmarks/probes/user_text_stats.py); on the first 16 users the
-# shorter "Tags:" still left 2 (benchmarks/probes/answer_prefixes.py; benchmarks/notes/ml-100k.md).
+# them SmolLM2-135M repeated the prompt ("The user interacted with these items: ...") for nearly
+# every user, with them for none, and the shorter "Tags:" still left some repeats
+# (benchmarks/notes/ml-100k.md, "What the backbone writes").
 ANSWER_PREFIXES = {"profile": "User tags:", "prediction": "Interests:"}
 
 

@@ -224,10 +224,11 @@ def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch, cache_ke
     """Last hidden states [B, L, h] with the shared first tokens run once, not once per prompt.
 
     Every prompt of the batch starts with the same ``shared_length`` tokens (the chat template and
-    instruction: 22 of GLTA's 55-token user prompts), and in a causal decoder their states, keys
-    and values do not depend on what follows. One forward of them (batch 1) fills a KV cache,
-    repeated over the batch; the rest of every prompt (still padded on its side) runs on top of it
-    with its attention mask and position ids, and the states go back to the batch's layout. Every
+    instruction, a large part of GLTA's user prompts: results/glta-throughput.md), and in a causal
+    decoder their states, keys and values do not depend on what follows. One forward of them
+    (batch 1) fills a KV cache, repeated over the batch; the rest of every prompt (still padded on
+    its side) runs on top of it with its attention mask and position ids, and the states go back
+    to the batch's layout. Every
     state equals the one-pass forward's up to float rounding, and gradients reach LoRA weights
     through the cache as they would through the one pass.
     """
