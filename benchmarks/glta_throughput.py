@@ -11,7 +11,8 @@ embeddings keep their random initialisation.
 
 GLTA's step runs the part every prompt shares (chat template and instruction) once per batch
 (``recbole_llm.llm.prompt.hidden_at``); a third row times the same step with the shared part run
-in every prompt, as a one-pass forward does, so the gain from that is measured in the same run.
+in every prompt, as a one-pass forward does (the model's ``PromptBuilder`` with
+``share_prefix=False``), so the gain from that is measured in the same run.
 """
 
 import argparse
@@ -27,7 +28,6 @@ import torch  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
-import recbole_llm.llm.prompt as prompt_module  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
@@ -59,12 +59,11 @@ def main(argv=None):
         loss.backward()
 
     def glta_step_one_pass():
-        shared_once = prompt_module._runs_shared_part_once
-        prompt_module._runs_shared_part_once = lambda *a: False
+        model.prompts.share_prefix = False
         try:
             glta_step()
         finally:
-            prompt_module._runs_shared_part_once = shared_once
+            model.prompts.share_prefix = True
 
     def plain_step():
         inputs = plain_inputs.clone().requires_grad_(True)

@@ -156,7 +156,7 @@ def _atomic(save_checkpoint):
     # where the last good one was. Write beside it, then rename over it.
     # Under DDP only rank 0 writes (RecBole's rule, checked here too): every rank has the same file
     # name, so a rank that saw rank 0's partial file on the shared disk and renamed it as well raced
-    # rank 0's rename (FileNotFoundError, about 1 run in 20 of the two-process test).
+    # rank 0's rename (FileNotFoundError in some runs of the two-process test; results/probes.md).
     @functools.wraps(save_checkpoint)
     def save(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
@@ -184,8 +184,8 @@ def _import_sequential_models_without_anomaly_mode():
     # recbole/model/sequential_recommender/sine.py runs torch.autograd.set_detect_anomaly(True) at
     # import, and the package imports every sequential model, so building SASRec, GRU4Rec, BERT4Rec, ...
     # (or anything after them in the same process) trains in autograd's debugging mode: each backward
-    # checks every gradient for NaN and each forward op records its Python stack: a 2048-sequence SASRec
-    # step on amazon-beauty took 1.8x as long with it (benchmarks/anomaly_mode.py). Importing the
+    # checks every gradient for NaN and each forward op records its Python stack, which slows a SASRec
+    # step markedly (benchmarks/notes/amazon-beauty.md, "SASRec"). Importing the
     # package here, once, and restoring the mode keeps the user's own setting and stops RecBole from
     # changing it later.
     enabled, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()

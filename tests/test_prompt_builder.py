@@ -175,6 +175,26 @@ def test_shared_start_runs_once_with_the_same_states(request, monkeypatch, archi
     torch.testing.assert_close(shared_once[real], one_pass[real], atol=1e-5, rtol=1e-5)
 
 
+
+def test_share_prefix_off_runs_every_prompt_whole_with_the_same_states(llama, monkeypatch):
+    import recbole_llm.llm.prompt as prompt_module
+
+    model, _ = llama
+    builder = _builder(llama, "left")
+    shared_batch = builder.build(_shared_start_prompts())
+    builder.share_prefix = False
+    whole_batch = builder.build(_shared_start_prompts())
+    assert shared_batch.shared_length > 1 and whole_batch.shared_length == 0
+
+    calls = []
+    once = prompt_module._hidden_with_shared_part_once
+    monkeypatch.setattr(prompt_module, "_hidden_with_shared_part_once", lambda *a: calls.append(1) or once(*a))
+    with torch.no_grad():
+        shared_once, whole = _all_states(model, shared_batch), _all_states(model, whole_batch)
+    assert calls == [1]
+    real = shared_batch.attention_mask.bool()
+    torch.testing.assert_close(shared_once[real], whole[real], atol=1e-5, rtol=1e-5)
+
 def test_shared_start_gives_lora_and_soft_tokens_the_same_gradients(tiny_llm_path, monkeypatch):
     import recbole_llm.llm.prompt as prompt_module
 

@@ -33,9 +33,9 @@ INSTRUCTIONS = {
 
 # The answer's first words (the paper's prompt labels the profile "User tags:"), written after the
 # assistant's opening so that generation continues a list instead of starting free text. Without
-# them SmolLM2-135M repeated the prompt for 941 of ml-100k's 943 users ("The user interacted with
-# these items: ..."), with them for none (benchmarks/user_text_stats.py); on the first 16 users the
-# shorter "Tags:" still left 2 (benchmarks/answer_prefixes.py; benchmarks/notes/ml-100k.md).
+# them SmolLM2-135M repeated the prompt ("The user interacted with these items: ...") for nearly
+# every user, with them for none, and the shorter "Tags:" still left some repeats
+# (benchmarks/notes/ml-100k.md, "What the backbone writes").
 ANSWER_PREFIXES = {"profile": "User tags:", "prediction": "Interests:"}
 
 
@@ -44,12 +44,16 @@ def _user_prompt(items, descriptions, instruction):
     return f"The user interacted with these items: {listed}. {instruction}"
 
 
-def user_texts(config, dataset, history, descriptions, kind, batch_size=32):
-    """One generated text per internal user id (index 0, the padding user, is ``""``)."""
+def user_texts(config, dataset, history, descriptions, kind, batch_size=32, prefix=None):
+    """One generated text per internal user id (index 0, the padding user, is ``""``).
+
+    ``prefix`` replaces ``ANSWER_PREFIXES[kind]`` as the answer's first words (it is part of the
+    cache key), so that a probe can compare prefixes without touching the module's table.
+    """
     n = config["profile_words"] if kind == "profile" else config["prediction_words"]
     instruction = INSTRUCTIONS[kind].format(n=n)
     shown = [list(items[: config["user_text_items"]]) for items in history]
-    prefix = ANSWER_PREFIXES[kind]
+    prefix = ANSWER_PREFIXES[kind] if prefix is None else prefix
     digest = hashlib.sha256(json.dumps([config["llm_path"], instruction, prefix, config["user_text_max_tokens"],
                                         [[descriptions[i] for i in items] for items in shown]]).encode()).hexdigest()[:16]
     path = cache_root(config["llm_cache_dir"]) / "user_text" / f"{config['dataset']}-{kind}-{digest}.json"

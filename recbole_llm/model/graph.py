@@ -9,14 +9,14 @@ propagation, and it dominates their cost on the CPU, so it is written once here:
   as RecBole's LightGCN computes it.
 - ``split_users_items(all_embeddings, n_users, n_items)``: the user and item rows of the result.
 
-Why CSR and a custom backward (measured on ml-1m's training graph, 1.6M non-zeros, d=64, 2 cores,
-torch 2.13 with MKL): one product with RecBole's COO tensor takes ~75 ms, with a CSR tensor ~9 ms.
-Autograd through ``torch.sparse.mm`` on CSR, though, transposes the matrix on every backward (6-9x
-its forward). The normalised adjacency is symmetric, so the gradient with respect to the dense
-input, A^T @ grad = A @ grad, is one more CSR product with the same matrix: ``SymmetricSparseMM``.
-Indices are int32, which MKL's sparse kernel reads as they are; int64 ones are converted on every
-product (1.1-1.6x slower). Splitting the 64 columns into cache-sized blocks and fusing all layers
-into one autograd function were measured too and gave no consistent gain.
+Why CSR and a custom backward (figures: benchmarks/notes/ml-1m.md, "Graph kernel: COO against
+CSR"): a product with a CSR tensor is several times faster than with RecBole's COO tensor.
+Autograd through ``torch.sparse.mm`` on CSR, though, transposes the matrix on every backward
+(several times its forward). The normalised adjacency is symmetric, so the gradient with respect
+to the dense input, A^T @ grad = A @ grad, is one more CSR product with the same matrix:
+``SymmetricSparseMM``. Indices are int32, which MKL's sparse kernel reads as they are; int64 ones
+are converted on every product. Splitting the 64 columns into cache-sized blocks and fusing all
+layers into one autograd function were measured too and gave no consistent gain.
 """
 
 import warnings

@@ -127,7 +127,7 @@ class HCCF(GeneralRecommender):
     def _hyper_propagate(self, hyper, embeddings):
         """Nodes -> hyperedges -> nodes: H LeakyReLU(H^T E), with dropout on H while training."""
         if self.training and self.keep_rate < 1:
-            # Same as F.dropout; its Bernoulli draw is ~2.5x slower than this on CPU.
+            # Same as F.dropout, whose Bernoulli draw is slower than this on CPU (results/probes.md).
             hyper = hyper * (torch.rand_like(hyper) < self.keep_rate) / self.keep_rate
         return hyper @ F.leaky_relu(hyper.T @ embeddings, negative_slope=self.leaky)
 

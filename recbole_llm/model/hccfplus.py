@@ -11,12 +11,10 @@ Choices where the spec is silent (beside those of ``hccf.py`` and ``text_fusion.
   view aggregates them. The learnable hypergraphs, though, are built from the ID embeddings alone
   (H_u = E_u^ID W_u, in ``HCCF.forward``). Built from the fused ones, the text's shared
   directions entered H and summed coherently over all nodes in H LeakyReLU(H^T E), an
-  un-normalised sum, which grows with the node count. On ml-1m (6k users) at learning rate 0.005,
-  Adam's first steps moved the zero-initialised projection enough that scores exploded: the batch
-  loss went from 0.78 to 11.9 within 10 steps and validation NDCG@10 after the first epoch was
-  0.0089. With the hypergraph built from the IDs, the loss falls to 0.39 over the same 60 steps
-  and NDCG@10 is 0.157 after the first epoch (``benchmarks/hccfplus_hypergraph.py``, whose
-  docstring has the command).
+  un-normalised sum, which grows with the node count. On ml-1m (6k users), Adam's first steps
+  moved the zero-initialised projection enough that scores exploded and the model did not train;
+  with the hypergraph built from the IDs it trains normally (benchmarks/notes/ml-1m.md, "The papers'
+  baselines", HCCF+, made by ``benchmarks/probes/hccfplus_hypergraph.py``).
 - The projection and fusion weights fall under HCCF's L2 regularisation of all parameters; the
   frozen text vectors are buffers, not parameters, and are not in the checkpoint.
 """

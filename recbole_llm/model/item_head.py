@@ -18,14 +18,13 @@ Input normalisation (config key ``head_norm``):
 - ``batch``: standardise each hidden dimension first (``BatchNorm1d`` without affine: batch
   statistics in training, running ones at evaluation). A frozen decoder's last hidden states are
   dominated by a few "massive activation" dimensions shared by every prompt: with SmolLM2 cut to
-  4 layers, three dimensions hold 43-91% of the squared norm of the last state of four unrelated
-  prompts, and two unrelated sentences ending in a full stop have cosine 0.95
-  (``benchmarks/massive_activations.py``). Through a head those dimensions give every user the
-  same logits, which training must first unlearn: GAL-Rec's L0, trained alone, averaged 29 nats a step over its
-  first epoch on amazon-beauty, above the 9.4 of a uniform guess over its 12k items. Standardising
-  removes the shared part and leaves the per-prompt variation. It lowers the first epoch's loss
-  but did not improve ranking: GAL-Rec on ml-100k, 6 epochs, seed 2020, test NDCG@10 0.1053 with
-  it against 0.1113 without (L0 alone) and 0.0752 against 0.0919 (full model); results/ml-100k.md.
+  4 layers, three dimensions hold most of the last state's squared norm, and unrelated sentences
+  have nearly the same last state (results/probes.md, "Massive activations"). Through a head
+  those dimensions give every user the same logits, which training must first unlearn: GAL-Rec's
+  L0 starts above the loss of a uniform guess (benchmarks/notes/amazon-beauty.md, "GLLM head
+  input"). Standardising removes the shared part and leaves the per-prompt variation. It lowers
+  the first epoch's loss but did not improve GAL-Rec's ranking on ml-100k, so ``none`` is the
+  default (benchmarks/notes/ml-100k.md, "GAL-Rec").
 """
 
 import torch

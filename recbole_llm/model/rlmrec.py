@@ -22,9 +22,9 @@ def register_profile_embeddings(model, config, dataset):
     ``user_profile_embedding`` (n_users, h) and ``item_profile_embedding`` (n_items, h): recomputed
     from the on-disk cache when a checkpoint is loaded, so they never enter a state_dict. Centred
     and L2-normalised as ``TextFusion`` does for LightGCN+/HCCF+: mean-pooled decoder states share
-    one dominant direction (measured on ml-100k with SmolLM2: mean cosine 0.98 between users, 0.91
-    between items; 0.25 and 0.21 once centred), under which every profile looks alike to a cosine
-    InfoNCE. The official code's API embeddings need no such step.
+    one dominant direction, under which every profile looks alike to a cosine InfoNCE; centring
+    removes it (benchmarks/notes/ml-100k.md, "Figures behind the code's choices"). The official
+    code's API embeddings need no such step.
     """
     user_text, item_text = text_embeddings(dataset, config)
     model.register_buffer("user_profile_embedding", centred_unit_rows(user_text).to(model.device), persistent=False)
@@ -70,10 +70,10 @@ class RLMRecLightGCN(FastLightGCN):
     """The official code's LightGCN: final embedding = the SUM over layers 0..L, not the mean.
 
     The sum is (L + 1) x the mean, so rankings are LightGCN's, but the scale sets the balance
-    between BPR and the scale-free (cosine) alignment losses. Measured on ml-100k with the official
-    kd_weight 0.01: with the mean, the alignment gradient on the ID embeddings is ~10x BPR's at
-    initialisation and BPR does not move in 5 epochs (NDCG@10 flat at 0.03); with the sum, BPR
-    learns and NDCG@10 rises from 0.13 to 0.19. Also reads the alignment keys and profile texts.
+    between BPR and the scale-free (cosine) alignment losses. With the official kd_weight and the
+    mean, the alignment gradient outweighs BPR's and BPR does not learn; with the sum it does
+    (benchmarks/notes/ml-100k.md, "Figures behind the code's choices"). Also reads the alignment
+    keys and profile texts.
     """
 
     uses_item_text = True

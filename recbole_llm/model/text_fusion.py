@@ -86,7 +86,8 @@ class TextFusion(nn.Module):
         if self.fuse is None:
             # add: the model starts as its ID-only base and learns how much text to add. From a random
             # projection, HCCF+'s hypergraph (an un-normalised sum over all nodes) summed the shared
-            # direction of the text features into huge scores and never trained (ml-100k NDCG@10 0.008).
+            # direction of the text features into huge scores and never trained
+            # (benchmarks/notes/ml-100k.md, "Figures behind the code's choices").
             last = self.projection if self.text_proj == "linear" else self.projection[-1]
             nn.init.zeros_(last.weight)
 

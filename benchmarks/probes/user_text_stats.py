@@ -1,6 +1,6 @@
 """What GLTA's generated profile/prediction texts look like: how many repeat the prompt, how many differ.
 
-    python benchmarks/user_text_stats.py ~/.cache/recbole_llm/user_text/ml-100k-profile-*.json
+    python benchmarks/probes/user_text_stats.py ~/.cache/recbole_llm/user_text/ml-100k-profile-*.json
 
 For each cache file written by ``recbole_llm.data.user_text`` (one text per internal user id, the
 padding user's empty): the number of users, how many texts start by repeating the prompt ("The user

@@ -1,6 +1,6 @@
 """What autograd's anomaly mode costs a stock sequential model: training steps with it on and off, alternating.
 
-    python benchmarks/anomaly_mode.py --dataset amazon-beauty --data_path ../shared/datasets \
+    python benchmarks/probes/anomaly_mode.py --dataset amazon-beauty --data_path ../shared/datasets \
         --protocol recbole_llm/properties/benchmark/amazon-beauty.yaml
 
 RecBole 1.2.1's SINE module switches anomaly mode on at import for every sequential model;
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 from recbole.data import data_preparation  # noqa: E402

@@ -3,7 +3,7 @@
 Prints, for a few unrelated prompts, the share of the last token's squared norm held by its three
 largest dimensions, and the cosine similarity between the prompts' last states. Run offline:
 
-    python benchmarks/massive_activations.py [--llm_num_layers 4] [--llm_path PATH]
+    python benchmarks/probes/massive_activations.py [--llm_num_layers 4] [--llm_path PATH]
 """
 
 import argparse
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from recbole_llm.llm import load_backbone  # noqa: E402
 
 PROMPTS = [

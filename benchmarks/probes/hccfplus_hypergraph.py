@@ -1,6 +1,6 @@
 """Why HCCF+ builds its hypergraphs from the ID embeddings: the first steps of both choices, side by side.
 
-    python benchmarks/hccfplus_hypergraph.py --dataset ml-1m --data_path ../shared/datasets \
+    python benchmarks/probes/hccfplus_hypergraph.py --dataset ml-1m --data_path ../shared/datasets \
         --protocol recbole_llm/properties/benchmark/ml-1m.yaml --learning_rate 0.005
 
 HCCF+ fuses text into layer 0 of both of HCCF's views. Its learnable hypergraphs H = E W can be
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from recbole.data import data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
