@@ -207,7 +207,7 @@ def test_stage_three_predicts_only_what_the_language_models_graph_did_not_see(ba
 
 
 def test_paper_property_file_runs_the_papers_path(base, tmp_path):
-    paper = Path(__file__).resolve().parent.parent / "properties" / "glta-paper.yaml"
+    paper = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "glta-paper.yaml"
     _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)}, config_files=[str(paper)])
     assert model.score_fusion == "none" and not model.use_item_text
     assert model.holdout_graph is None and model.lm_targets is None and model.fusion_weights() is None
