@@ -178,6 +178,9 @@ def run_child(spec):
         # GLTA's and GAL-Rec's stage 1: "cache" when an earlier row with the same graph settings and
         # seed trained it (its seconds are then that row's, not this one's).
         "graph_source": result.get("graph_source"),
+        # GLTA's and GAL-Rec's own stage-1 LightGCN on the same test split, and the learned fusion weights.
+        "graph_test": {k: float(v) for k, v in result["graph_test_result"].items()} if result.get("graph_test_result") else None,
+        "fusion": result.get("fusion"),
     }
 
 

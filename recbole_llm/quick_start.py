@@ -52,6 +52,8 @@ def _fit_and_test(config, saved, verbose=True):
     test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test_seconds = time.perf_counter() - test_start
+    # GLTA's and GAL-Rec's stage-1 LightGCN alone on the same test split: what the LM stages add.
+    graph_test_result = trainer.graph_test_result(test_data) if hasattr(trainer, "graph_test_result") else None
     if hasattr(trainer, "discard_resume_state"):
         trainer.discard_resume_state()  # the run is complete: the same command runs it again from the start
     # A resumed run whose training had finished may hold no validation result.
@@ -59,6 +61,8 @@ def _fit_and_test(config, saved, verbose=True):
     if config["device"].type == "cuda":
         logger.info(f"peak GPU memory of rank {config['local_rank']}: {torch.cuda.max_memory_allocated(config['device']) / 2**20:.0f} MiB")
     logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
+    if graph_test_result is not None:
+        logger.info(set_color("stage-1 graph alone, test", "yellow") + f": {dict2str(graph_test_result)}")
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
@@ -76,6 +80,9 @@ def _fit_and_test(config, saved, verbose=True):
         "resumed": getattr(trainer, "resumed", False),
         # GLTA's and GAL-Rec's stage 1: trained, graph_checkpoint, cache (graph_cache) or run checkpoint.
         "graph_source": getattr(trainer, "graph_source", None),
+        "graph_test_result": graph_test_result,
+        # The residual score fusion's learned scale and gate (GLTA, GAL-Rec with score_fusion: residual).
+        "fusion": model.fusion_weights() if hasattr(model, "fusion_weights") else None,
         # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.
         "peak_gpu_mb": torch.cuda.max_memory_allocated(config["device"]) / 2**20 if config["device"].type == "cuda" else None,
         "params_total": sum(p.numel() for p in model.parameters()),

@@ -217,3 +217,28 @@ def test_batch_head_norm_trains_and_reloads_to_identical_scores(base, tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))
+
+
+def test_held_out_targets_and_fused_scores(tiny_llm_path, tmp_path):
+    """With lm_holdout_ratio, L0's targets are held-out items and no training prompt shows one;
+    with the gate at 0 the scores are stage 1's."""
+    config = Config("GALRec", "ml-100k", config_dict={
+        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path), "checkpoint_dir": str(tmp_path),
+        "state": "WARNING", "show_progress": False})
+    init_seed(config["seed"], config["reproducibility"])
+    train, *_ = data_preparation(config, create_dataset(config))
+    model = GALRec(config, train._dataset)
+    assert model.holdout_graph is not None and model.score_fusion == "residual"
+    users = model.lm_users[:16]
+    targets = model.held_items.pick(users, torch.Generator().manual_seed(0))
+    (hop1, mask1), _ = model.sample_context("user", users, torch.Generator().manual_seed(1), training=True)
+    for row, user in enumerate(users.tolist()):
+        assert targets[row].item() in set(model.lm_targets[user].tolist())
+        shown = set(hop1[row][mask1[row]].tolist())
+        assert not shown & set(model.lm_targets[user].tolist()) and shown <= set(model.lm_history[user].tolist())
+    model.freeze_graph()
+    model.eval()
+    with torch.no_grad():
+        fused = model.full_sort_predict({model.USER_ID: users})
+        graph = model.graph.full_sort_predict({model.USER_ID: users}).view(len(users), -1)
+    torch.testing.assert_close(fused, graph)

@@ -1,6 +1,7 @@
 """GLTA on ml-100k with the tiny random Llama: stages learn, scores are sound, runs resume and reload."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,8 +26,8 @@ def base(tiny_llm_path, tmp_path_factory):
     }
 
 
-def build(config_dict):
-    config = Config("GLTA", "ml-100k", config_dict=config_dict)
+def build(config_dict, config_files=None):
+    config = Config("GLTA", "ml-100k", config_file_list=config_files, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, create_dataset(config))
     init_seed(config["seed"], config["reproducibility"])
@@ -85,8 +86,8 @@ def test_run_killed_after_stage_two_resumes_at_stage_three(base, tmp_path, monke
         patch.setattr(GLTATrainer, "_train_epoch", killed)
         with pytest.raises(KeyboardInterrupt):
             trainer.fit(train, valid)
-    assert sorted(p.name for p in trainer.run_dir.iterdir() if p.suffix == ".pth") == [
-        "stage1_graph.pth", "stage1_graph_best.pth", "stage2_item_alignment.pth"]
+    assert sorted(p.name for p in trainer.run_dir.iterdir() if p.suffix == ".pth") == ["GLTA-best.pth",
+        "stage1_graph.pth", "stage1_graph_best.pth", "stage1_holdout_graph_best.pth", "stage2_item_alignment.pth"]
     graph_embeddings = trainer.model.item_graph_embedding.clone()
 
     _, model, again, train, valid, _ = build(config_dict)
@@ -119,7 +120,9 @@ def test_graph_checkpoint_replaces_stage_one(base, trained, tmp_path):
     _, fresh, trainer, train, valid, _ = build(config_dict)
     trainer.fit(train, valid)
     assert trainer.stage_seconds_per_epoch["graph"] == []
-    assert torch.allclose(fresh.item_graph_embedding, model.item_graph_embedding)
+    # The checkpoint replaces the LightGCN of all training interactions, whose embeddings score the fused
+    # model; the holdout graph (lm_holdout_ratio) feeding the language model is still trained.
+    assert torch.allclose(fresh.item_score_embedding, model.item_score_embedding)
 
     _, _, trainer, train, valid, _ = build({**config_dict, "graph_checkpoint": str(tmp_path / "nope.pth")})
     with pytest.raises(ConfigValueError, match="graph_checkpoint"):
@@ -161,3 +164,59 @@ def test_other_head_modes_train_and_score(base, tmp_path):
         assert scores.shape == (4, train._dataset.item_num) and torch.isfinite(scores).all()
     # item_tokens starts the head at P_i(E_i) and training moves it; a fresh linear head is unrelated to it
     assert similarity["item_tokens"] > similarity["linear"].abs() + 0.1, similarity
+
+
+def test_fused_scores_start_at_stage_one_and_the_record_says_so(base, tmp_path):
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "item_alignment_epochs": 1,
+                   "user_alignment_epochs": 1}
+    config, model, trainer, train, valid, test = build(config_dict)
+    assert model.score_fusion == "residual" and model.holdout_graph is not None
+    trainer.run_dir.mkdir(parents=True)
+    trainer._graph_stage(train, valid, verbose=False, show_progress=False)
+    model.eval()
+    users = torch.tensor([1, 2, 3, 500])
+    with torch.no_grad():
+        fused = model.full_sort_predict({model.USER_ID: users})
+        graph = model.graph.full_sort_predict({model.USER_ID: users}).view(len(users), -1)
+    # Gate 0, scale 1: the language model adds nothing yet, the scores are the full-data LightGCN's.
+    torch.testing.assert_close(fused, graph)
+    assert model.fusion_weights() == {"scale": 1.0, "gate": 0.0}
+    assert set(trainer.graph_test_result(test)) >= {"ndcg@10"}
+
+
+def test_stage_three_predicts_only_what_the_language_models_graph_did_not_see(base, tmp_path):
+    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)})
+    graph_pairs = set(zip(*(model.holdout_dataset.inter_feat[f].tolist() for f in (model.USER_ID, model.ITEM_ID))))
+    users = model.lm_users
+    assert 0 < len(users) < model.n_users
+    seen = {}
+
+    def record(users, histories):
+        seen.update({u: set(h.tolist()) for u, h in zip(users.tolist(), histories)})
+        return real(users, histories)
+
+    real, model.user_prompts = model.user_prompts, record
+    torch.manual_seed(0)
+    model.user_alignment_loss({model.USER_ID: users[:8]})
+    for user in users[:8].tolist():
+        held, shown = set(model.lm_targets[user].tolist()), seen[user]
+        assert held and not held & shown  # targets never stand in the prompt
+        assert all((user, item) not in graph_pairs for item in held)  # nor in the graph the LM reads
+        assert shown <= set(model.lm_history[user].tolist())
+        assert held | set(model.lm_history[user].tolist()) == set(model.history[user].tolist())  # training items only
+
+
+def test_paper_property_file_runs_the_papers_path(base, tmp_path):
+    paper = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "glta-paper.yaml"
+    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)}, config_files=[str(paper)])
+    assert model.score_fusion == "none" and not model.use_item_text
+    assert model.holdout_graph is None and model.lm_targets is None and model.fusion_weights() is None
+    assert len(model.lm_users) == model.n_users - 1  # every user of ml-100k has training items
+
+
+def test_item_text_joins_the_item_tokens_from_zero(base, tmp_path):
+    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path), "use_item_text": True})
+    items = torch.arange(1, 6)
+    assert model.item_text_embedding.shape[0] == model.n_items
+    torch.testing.assert_close(model.item_tokens(items), model.item_projector(model.item_graph_embedding[items]))
+    assert any(p is model.text_projector.weight for p in model.item_alignment_parameters())

@@ -58,10 +58,13 @@ def test_a_run_differing_in_later_keys_reuses_stage_1_and_ends_as_if_it_trained_
     shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
     trainer, *_ = run(name, {**shared, **first, "checkpoint_dir": str(tmp_path / "a")})
     assert trainer.graph_source == "trained" and len(trainer.stage_seconds_per_epoch["graph"]) == 2
-    assert len(list((tmp_path / "graph_cache").glob(f"{trainer.config['model']}-ml-100k-*.pth"))) == 1
+    # One file for the LightGCN of all training interactions, one for the holdout graph (lm_holdout_ratio).
+    assert len(list((tmp_path / "graph_cache").glob(f"{trainer.config['model']}-ml-100k-[0-9a-f]*.pth"))) == 1
+    assert len(list((tmp_path / "graph_cache").glob(f"{trainer.config['model']}-ml-100k-holdout-*.pth"))) == 1
 
     reused, reused_model, reused_scores = run(name, {**shared, **second, "checkpoint_dir": str(tmp_path / "b")})
     assert reused.graph_source == "cache" and reused.stage_seconds_per_epoch["graph"] == []
+    assert "holdout_graph" not in reused.stage_seconds_per_epoch  # loaded from the cache too
 
     # The same run with the cache off trains stage 1 itself: the same graph, the same final scores.
     own, own_model, own_scores = run(name, {**shared, **second, "graph_cache": False, "checkpoint_dir": str(tmp_path / "c")})
@@ -76,13 +79,13 @@ def test_a_change_stage_1_reads_trains_a_new_graph(base, tmp_path):
     for index, changed in enumerate(({}, {"graph_learning_rate": 0.02}, {"seed": 7}, {"n_layers": 2})):
         trainer, *_ = run("GAL-Rec", {**shared, **changed, "checkpoint_dir": str(tmp_path / f"run{index}")})
         assert trainer.graph_source == "trained", changed
-    assert len(list((tmp_path / "graph_cache").glob("*.pth"))) == 4
+    assert len(list((tmp_path / "graph_cache").glob("*-ml-100k-[0-9a-f]*.pth"))) == 4
 
 
 def test_an_unreadable_cache_file_is_reported_as_the_cache_with_its_fix(base, tmp_path):
     shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
     trainer, *_ = run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "a")})
-    (cached,) = (tmp_path / "graph_cache").glob("*.pth")
+    (cached,) = (tmp_path / "graph_cache").glob("*-ml-100k-[0-9a-f]*.pth")
     assert torch.load(cached, weights_only=False)["best_epoch"] in (0, 1)  # the stage-1 epoch it kept
     cached.write_bytes(b"a file damaged by hand")
     with pytest.raises(ConfigValueError, match="stage-1 cache file .* graph_cache=False"):

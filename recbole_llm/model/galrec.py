@@ -82,8 +82,8 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
+from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.neighbours import NeighbourSampler
-from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
@@ -149,7 +149,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     LATER_STAGE_KEYS = LLM_KEYS | {
         "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
         "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
-        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch",
+        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch", "score_fusion",
     }
 
     def __init__(self, config, dataset):
@@ -164,7 +164,6 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.use_l3 = config["use_l3"]
         self.use_queue = config["use_queue"]
         self.use_hop2 = config["use_hop2"]
-        self.use_item_text = config["use_item_text"]
         self.pooling = config["pooling"]
         self.lora = (config["lora_r"] or 0) > 0
         self._check_config(config)
@@ -172,16 +171,15 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
         d = self._build_graph(config, dataset)
-        if self.use_item_text:
-            # Recomputed from the on-disk cache when a model is built, so no checkpoint carries it.
-            self.register_buffer("item_text_embedding", text_embeddings(dataset, config, users=False)[1], persistent=False)
+        held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], config["eval_args"]["order"] == "TO")
+        self._build_holdout_graph(config, dataset, held)
+        text_size = self._build_item_text(config, dataset)
 
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
         input_embeddings = self.llm.get_input_embeddings()
         token_size = input_embeddings.embedding_dim
         hidden = llm_hidden_size(self.llm)
-        text_size = self.item_text_embedding.shape[1] if self.use_item_text else 0
         self.encoder = GraphTokenEncoder(d, text_size, token_size, hidden, config["projection_size"],
                                          input_embeddings.weight.std().item())
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
@@ -191,10 +189,16 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.template = PromptTemplate(self.tokenizer, config["prompt_system"], "{context}")
         self.prompts = PromptBuilder(self.tokenizer, input_embeddings, add_bos=not self.template.adds_bos)
 
-        # Neighbours: the training split's interactions only.
+        # Neighbours: the training split's interactions only. With lm_holdout_ratio, training prompts
+        # come from the interactions that are not held out and L0's targets from those that are.
         interactions = dataset.inter_matrix(form="csr")
         self.user_items = NeighbourSampler(interactions)
         self.item_users = NeighbourSampler(interactions.T.tocsr())
+        self.held_items = None
+        if self.holdout_graph is not None:
+            kept = self.holdout_dataset.inter_matrix(form="csr")
+            self.train_samplers = NeighbourSampler(kept), NeighbourSampler(kept.T.tocsr())
+            self.held_items = NeighbourSampler(dataset.copy(dataset.inter_feat[held]).inter_matrix(form="csr"))
         self.generator = torch.Generator().manual_seed(config["seed"])
         users = torch.arange(self.n_users)
         self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]))
@@ -218,21 +222,22 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     def item_tokens(self, items, encoder=None):
         encoder = encoder or self.encoder
-        items = items.to(self.device)
-        tokens = encoder.item_projector(self.item_graph_embedding[items])
-        if self.use_item_text:
-            tokens = tokens + encoder.text_projector(self.item_text_embedding[items])
-        return tokens
+        return self.item_token(items, encoder.item_projector, encoder.text_projector)
 
-    def _sides(self, side):
-        """(node tokens, 1-hop tokens, 2-hop tokens, sampler to 1-hop, sampler back) for ``side``."""
+    def _sides(self, side, training=False):
+        """(node tokens, 1-hop tokens, 2-hop tokens, sampler to 1-hop, sampler back) for ``side``.
+
+        ``training`` with held-out targets samples from the interactions that are not held out.
+        """
+        user_items, item_users = self.train_samplers if training and self.held_items is not None else (
+            self.user_items, self.item_users)
         if side == "user":
-            return self.user_tokens, self.item_tokens, self.user_tokens, self.user_items, self.item_users
-        return self.item_tokens, self.user_tokens, self.item_tokens, self.item_users, self.user_items
+            return self.user_tokens, self.item_tokens, self.user_tokens, user_items, item_users
+        return self.item_tokens, self.user_tokens, self.item_tokens, item_users, user_items
 
-    def sample_context(self, side, nodes, generator, exclude=None):
+    def sample_context(self, side, nodes, generator, exclude=None, training=False):
         """(hop-1 ids, mask), (hop-2 ids, mask) of ``nodes`` on the training graph; ids on the CPU."""
-        *_, near, back = self._sides(side)
+        *_, near, back = self._sides(side, training)
         nodes = nodes.cpu()
         hop1 = near.sample(nodes, self.n_hop1, generator, None if exclude is None else exclude.cpu())
         hop2 = back.walk(*hop1, self.n_hop2, generator, centre=nodes)
@@ -311,10 +316,15 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     def loss_terms(self, interaction):
         """The terms of GAL-Rec's loss for a batch of users, unweighted: L0 and those switched on, plus ``reg``."""
         users = interaction[self.USER_ID]
-        targets = self.user_items.pick(users.cpu(), self.generator)
-        context = self.sample_context("user", users, self.generator, exclude=targets)
+        if self.held_items is None:
+            targets = self.user_items.pick(users.cpu(), self.generator)
+            context = self.sample_context("user", users, self.generator, exclude=targets)
+        else:
+            targets = self.held_items.pick(users.cpu(), self.generator)
+            context = self.sample_context("user", users, self.generator, training=True)
         out, pooled = self.context_states("user", users, context, self.top_hop)
-        terms = {"L0": F.cross_entropy(self.logits(out), targets.to(out.device))}
+        logits = self.fused_logits(users, self.logits(out), training=True)
+        terms = {"L0": F.cross_entropy(logits, targets.to(out.device))}
 
         use_l2 = self.use_l2 and self.use_hop2
         if self.use_l1 or use_l2 or self.use_l3:
@@ -326,7 +336,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
             terms["L2"] = self._alignment("user", users, context, pooled, [1], pushes)
         if self.use_l3:
             items = targets
-            item_context = self.sample_context("item", items, self.generator)
+            item_context = self.sample_context("item", items, self.generator, training=True)
             item_pooled = self.context_states("item", items, item_context, self.top_hop)[1]
             terms["L3"] = self._alignment("item", items, item_context, item_pooled, range(self.top_hop), pushes)
         if self.use_queue:
@@ -348,4 +358,4 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         rows = users.cpu()
         (hop1, mask1), (hop2, mask2) = self.inference_context
         context = (hop1[rows], mask1[rows]), (hop2[rows], mask2[rows])
-        return self.logits(self.context_states("user", users, context, self.top_hop)[0])
+        return self.fused_logits(users, self.logits(self.context_states("user", users, context, self.top_hop)[0]))

@@ -20,6 +20,18 @@ every output is a real item and full ranking is one matrix product. Three stages
 
 Inference reads the logits at the first output slot of the stage-3 prompt ("first-logit").
 
+Beyond the paper, each a config key that ``properties/glta-paper.yaml`` turns off (the paper's path,
+run on the default CPU backbone, ranked below the LightGCN it starts from; results/ml-100k.md):
+
+- ``score_fusion: residual``: final scores = scale · stage 1's e_u·E_iᵀ + gate · the GLLM logits,
+  the gate starting at 0; stage 3 validates once before its first epoch, so stage 1's ranking is a
+  candidate for the best checkpoint (``model/graph_stage.py``).
+- ``lm_holdout_ratio``: stage 3's targets are interactions held out of the graph the LM reads, and
+  its prompt history is the user's other training items (``model/graph_stage.py``).
+- ``use_item_text``: item tokens are P_i(E_i) + P_t(text_i), text_i the frozen embedding of the
+  item's description (GAL-Rec's item tokens); P_t starts at zero and trains in stage 2.
+- ``train_item_side``: stage 3 trains the item projectors too, so the tied head's item vectors move.
+
 Choices where the paper is silent (each a config key):
 
 - Output slots are learned soft tokens, one per slot position (``output_slots``); the paper only
@@ -47,6 +59,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
+from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
@@ -67,6 +80,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
         "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
         "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head", "head_norm",
+        "score_fusion", "use_item_text", "train_item_side",
     }
 
     def __init__(self, config, dataset):
@@ -77,14 +91,24 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.use_profile = config["use_profile"]
         self.use_prediction = config["use_prediction"]
         self.lora = (config["lora_r"] or 0) > 0
+        self.train_item_side = bool(config["train_item_side"])
 
-        # Stage 1: the graph, and its frozen final embeddings once trained.
+        # Stage 1: the graph, and its frozen final embeddings once trained. With lm_holdout_ratio a
+        # second LightGCN, trained without the held-out interactions, feeds the language model, whose
+        # stage 3 then learns to predict exactly what that graph did not see.
         d = self._build_graph(config, dataset)
+        held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], config["eval_args"]["order"] == "TO")
+        self._build_holdout_graph(config, dataset, held)
+        text_size = self._build_item_text(config, dataset)
 
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
         token_size = self.llm.get_input_embeddings().embedding_dim
         self.item_projector = nn.Linear(d, token_size)
+        # Starts at zero: the item tokens begin as the paper's P_i(E_i) and stage 2 learns what text adds.
+        self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
+        if self.text_projector is not None:
+            nn.init.zeros_(self.text_projector.weight)
         self.user_projector = nn.Linear(d, token_size)
         n_slots = max(self.item_alignment_items, self.user_alignment_targets)
         self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
@@ -109,17 +133,22 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     def item_alignment_parameters(self):
         params = [self.item_projector.weight, self.item_projector.bias, self.output_slots]
+        params += [self.text_projector.weight] if self.text_projector is not None else []
         return params + list(self.gllm_head.parameters())
 
     def user_alignment_parameters(self):
+        """Stage 3's parameters; ``train_item_side`` adds the item projectors (the paper keeps P_i frozen)."""
         params = [self.user_projector.weight, self.user_projector.bias, self.output_slots]
-        params += list(self.gllm_head.parameters())
+        params += list(self.gllm_head.parameters()) + self.fusion_parameters()
+        if self.train_item_side:
+            params += [self.item_projector.weight, self.item_projector.bias]
+            params += [self.text_projector.weight] if self.text_projector is not None else []
         return params + [p for p in self.llm.parameters() if p.requires_grad]
 
     # ----- prompts ------------------------------------------------------------------------------
 
     def item_tokens(self, items):
-        return self.item_projector(self.item_graph_embedding[items])
+        return self.item_token(items, self.item_projector, self.text_projector)
 
     def _slots(self, count):
         return Soft(self.output_slots[:count], name="out")
@@ -157,18 +186,28 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         return F.cross_entropy(logits.reshape(-1, self.n_items), items.reshape(-1))
 
     def user_alignment_loss(self, interaction):
-        """Stage 3: k training items held out of the prompt are the targets at the k slots."""
+        """Stage 3: k training items held out of the prompt are the targets at the k slots.
+
+        With ``lm_holdout_ratio`` the targets are drawn from the user's held-out interactions and the
+        prompt shows the others; otherwise both come from one shuffle of the whole history.
+        """
         users = interaction[self.USER_ID]
         k = self.user_alignment_targets
         histories, targets = [], torch.full((len(users), k), -100, dtype=torch.long)
         for row, user in enumerate(users.tolist()):
-            items = self.history[user]
-            order = torch.randperm(len(items)).numpy()
-            # Keep at least one item in the prompt when the user has more than one.
-            n_targets = min(k, max(len(items) - 1, 1))
-            targets[row, :n_targets] = torch.as_tensor(items[order[:n_targets]])
-            histories.append(items[order[n_targets:n_targets + self.max_history]])
-        logits = self.logits(self.slot_hidden(self.user_prompts(users, histories)))
+            if self.lm_targets is None:
+                items = self.history[user]
+                order = torch.randperm(len(items)).numpy()
+                # Keep at least one item in the prompt when the user has more than one.
+                n_targets = min(k, max(len(items) - 1, 1))
+                chosen, rest = items[order[:n_targets]], items[order[n_targets:]]
+            else:
+                held, rest = self.lm_targets[user], self.lm_history[user]
+                chosen = held[torch.randperm(len(held)).numpy()[:k]]
+                rest = rest[torch.randperm(len(rest)).numpy()]
+            targets[row, :len(chosen)] = torch.as_tensor(chosen)
+            histories.append(rest[:self.max_history])
+        logits = self.fused_logits(users, self.logits(self.slot_hidden(self.user_prompts(users, histories))), training=True)
         return F.cross_entropy(logits.reshape(-1, self.n_items), targets.to(logits.device).reshape(-1), ignore_index=-100)
 
     def calculate_loss(self, interaction):
@@ -180,4 +219,4 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     def full_sort_predict(self, interaction):
         users = interaction[self.USER_ID]
         batch = self.user_prompts(users, [self.inference_history[u] for u in users.tolist()])
-        return self.logits(self.slot_hidden(batch)[:, 0])
+        return self.fused_logits(users, self.logits(self.slot_hidden(batch)[:, 0]))

@@ -3,11 +3,28 @@ GLLM head's scores over the frozen graph's item tokens, which both models rank a
 
 Both models keep the graph (``FastLightGCN``) as a submodule so that stage 1 trains through
 RecBole's pairwise batches, and its final embeddings as buffers that every later stage reads.
+
+Two additions beyond the papers, both config keys (``properties/glta-paper.yaml`` and
+``galrec-paper.yaml`` turn them off):
+
+- ``score_fusion: residual``: the final scores are ``scale · e_u·E_iᵀ + gate · LM logits``, with
+  e_u, E_i the frozen stage-1 embeddings and the gate starting at 0, so the language-model stage
+  starts exactly at stage 1's ranking and can only add to it; ``none`` is the LM head alone.
+- ``lm_holdout_ratio``: a second LightGCN (``holdout_graph``) is trained without a fraction of each
+  user's training interactions; its embeddings feed the language model, and the language-model stage
+  predicts exactly the held-out interactions, scored on top of that graph, as a stacked ensemble is
+  trained on what its base model did not see. At inference the fused score uses the LightGCN of all
+  training interactions (``graph``), as a stacked ensemble refits its base model on all the data.
 """
 
 import torch
+from torch import nn
 
+from recbole_llm.data.text_embedding import text_embeddings
+from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
+
+SCORE_FUSIONS = ("none", "residual")
 
 
 class PretrainedGraphMixin:
@@ -19,16 +36,113 @@ class PretrainedGraphMixin:
         d = config["embedding_size"]
         self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
         self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
+        self.holdout_graph = self.lm_targets = self.lm_history = None
+        self.score_fusion = config["score_fusion"] or "none"
+        if self.score_fusion not in SCORE_FUSIONS:
+            raise ConfigValueError(f"score_fusion={self.score_fusion!r} is not a score fusion. "
+                                   f"Fix: set score_fusion to one of {', '.join(SCORE_FUSIONS)}.")
+        if self.score_fusion == "residual":
+            self.fusion_scale = nn.Parameter(torch.ones(()))
+            self.fusion_gate = nn.Parameter(torch.zeros(()))
         return d
+
+    def _build_holdout_graph(self, config, dataset, held):
+        """The LightGCN of the interactions not in ``held`` (a bool mask over ``dataset.inter_feat``), if any are."""
+        ratio = config["lm_holdout_ratio"] or 0.0
+        if not 0 <= ratio < 1:
+            raise ConfigValueError(f"lm_holdout_ratio={ratio!r} must be at least 0 and below 1. "
+                                   "Fix: set it to the fraction of each user's training interactions to hold out, e.g. 0.1.")
+        # The users the language-model stage trains on: those with a target to predict.
+        users = dataset.inter_feat[dataset.uid_field]
+        self.lm_users = torch.nonzero(torch.bincount(users[held] if held.any() else users, minlength=self.n_users)).squeeze(1)
+        if not held.any():
+            return
+        self.holdout_dataset = dataset.copy(dataset.inter_feat[~held])
+        self.holdout_graph = FastLightGCN(config, self.holdout_dataset)
+        d = config["embedding_size"]
+        # The full graph's embeddings, for the fused score at inference (the LM reads the holdout graph's).
+        self.register_buffer("user_score_embedding", torch.zeros(self.n_users, d))
+        self.register_buffer("item_score_embedding", torch.zeros(self.n_items, d))
+        self.lm_targets = self._per_user_items(dataset, held)
+        self.lm_history = self._per_user_items(dataset, ~held)
+
+    def _per_user_items(self, dataset, mask):
+        """Item ids of the interactions where ``mask`` holds, one numpy array per user id."""
+        inter = dataset.inter_feat[mask]
+        users, items = inter[dataset.uid_field].numpy(), inter[dataset.iid_field].numpy()
+        order = users.argsort(kind="stable")
+        bounds = torch.searchsorted(torch.from_numpy(users[order]), torch.arange(self.n_users + 1)).numpy()
+        return [items[order][bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
+
+    def _build_item_text(self, config, dataset):
+        """``use_item_text``: the frozen text embedding of every item's description; returns its size (0 without).
+
+        Items are then described to the language model by P_i(E_i) + P_t(text_i) (``item_token``), so
+        an item with few interactions, whose graph embedding says little, still has a meaningful token.
+        """
+        self.use_item_text = bool(config["use_item_text"])
+        if not self.use_item_text:
+            return 0
+        # Recomputed from the on-disk cache when a model is built, so no checkpoint carries it.
+        self.register_buffer("item_text_embedding", text_embeddings(dataset, config, users=False)[1], persistent=False)
+        return self.item_text_embedding.shape[1]
+
+    def item_token(self, items, item_projector, text_projector):
+        """P_i(E_i) + P_t(text_i) of ``items`` (P_t only with ``use_item_text``)."""
+        items = items.to(self.device)
+        tokens = item_projector(self.item_graph_embedding[items])
+        if self.use_item_text:
+            tokens = tokens + text_projector(self.item_text_embedding[items])
+        return tokens
+
+    def stage1_graphs(self):
+        return [graph for graph in (self.graph, self.holdout_graph) if graph is not None]
 
     @torch.no_grad()
     def freeze_graph(self):
         """End of stage 1: keep LightGCN's final embeddings as fixed inputs of the projectors."""
-        self.graph.eval()
+        for graph in self.stage1_graphs():
+            graph.eval()
+            graph.requires_grad_(False)
         users, items = self.graph.forward()
+        if self.holdout_graph is not None:
+            self.user_score_embedding.copy_(users)
+            self.item_score_embedding.copy_(items)
+            users, items = self.holdout_graph.forward()
         self.user_graph_embedding.copy_(users)
         self.item_graph_embedding.copy_(items)
-        self.graph.requires_grad_(False)
+
+    def fusion_parameters(self):
+        return [self.fusion_scale, self.fusion_gate] if self.score_fusion == "residual" else []
+
+    def fusion_weights(self):
+        """The learned ``scale`` and ``gate`` of the residual fusion, for the run's record (None without it)."""
+        if self.score_fusion != "residual":
+            return None
+        return {"scale": float(self.fusion_scale), "gate": float(self.fusion_gate)}
+
+    def fused_logits(self, users, lm_logits, training=False):
+        """The final scores of ``users`` from the LM logits ([B, n_items] or [B, k, n_items]).
+
+        In training, with held-out targets, the user's other training items (the prompt's history,
+        which the graph already ranks on top) are masked, as RecBole's evaluator masks them.
+        """
+        if self.score_fusion == "none":
+            return lm_logits
+        if training or self.holdout_graph is None:
+            user_embedding, item_embedding = self.user_graph_embedding, self.item_graph_embedding
+        else:
+            user_embedding, item_embedding = self.user_score_embedding, self.item_score_embedding
+        graph = user_embedding[users] @ item_embedding.t()
+        if lm_logits.dim() == 3:
+            graph = graph.unsqueeze(1)
+        fused = self.fusion_scale * graph + self.fusion_gate * lm_logits
+        if training and self.lm_history is not None:
+            seen = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=fused.device)
+            for row, user in enumerate(users.tolist()):
+                seen[row, torch.as_tensor(self.lm_history[user], dtype=torch.long)] = True
+            fused = fused.masked_fill(seen.unsqueeze(1) if fused.dim() == 3 else seen, float("-inf"))
+        return fused
 
     @torch.no_grad()
     def init_head_from_item_tokens(self):

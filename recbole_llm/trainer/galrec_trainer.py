@@ -54,9 +54,8 @@ class GALRecTrainer(GraphStageTrainer):
         model = self.model
         model.init_head_from_item_tokens()  # replaced by the checkpoint's head when resuming below
         self.optimizer = self._build_optimizer(params=model.graph_aware_parameters())
-        # Users without a training interaction have no prompt context and no target.
-        users = torch.nonzero(model.user_items.degree(torch.arange(model.n_users)) > 0).squeeze(1)
-        batches = UserSample(model.USER_ID, users, self.config["prompt_batch_size"], train_data.dataset,
+        # Users without a target (a training interaction, or a held-out one) have nothing to learn from.
+        batches = UserSample(model.USER_ID, model.lm_users, self.config["prompt_batch_size"], train_data.dataset,
                              self.config["seed"], rank=self.rank, world_size=self.world_size, limit=self.config["users_per_epoch"])
         return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                    callback_fn=callback_fn)

@@ -74,7 +74,6 @@ class GLTATrainer(GraphStageTrainer):
         self.optimizer = self._build_optimizer(params=model.user_alignment_parameters(),
                                                learning_rate=config["user_alignment_lr"])
         self.epochs = config["user_alignment_epochs"] if config["user_alignment"] else 0
-        users = torch.arange(1, model.n_users)
-        batches = self._batches(model.USER_ID, users, config["user_alignment_batch_size"], train_data.dataset)
+        batches = self._batches(model.USER_ID, model.lm_users, config["user_alignment_batch_size"], train_data.dataset)
         return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                    callback_fn=callback_fn)

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
@@ -39,6 +40,13 @@ from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.trainer.run_state import RunState, graph_digest, with_entries
+
+
+def graph_cache_digest(config, model_class, holdout=False):
+    """The stage-1 cache key of a run: its LightGCN of all training interactions (independent of
+    ``lm_holdout_ratio``), or with ``holdout`` the LightGCN without the held-out interactions."""
+    ignored = model_class.LATER_STAGE_KEYS | (set() if holdout else {"lm_holdout_ratio"})
+    return graph_digest(config, ignored)
 
 
 class StageBatches:
@@ -126,13 +134,17 @@ class GraphStageTrainer(RunState, Trainer):
 
     # ----- stage 1 ------------------------------------------------------------------------------
 
-    def _graph_cache_file(self):
-        """The shared stage-1 file of this run's graph settings, or None when ``graph_cache`` is off."""
+    def _graph_cache_file(self, holdout=False):
+        """The shared stage-1 file of this run's graph settings, or None when ``graph_cache`` is off.
+
+        The LightGCN of all training interactions does not depend on ``lm_holdout_ratio``; the
+        holdout graph does (and its file says so in its name).
+        """
         if not self.config["graph_cache"]:
             return None
         root = Path(self.config["graph_cache_dir"] or Path(self.config["checkpoint_dir"]) / "graph_cache")
-        digest = graph_digest(self.config, type(self.model).LATER_STAGE_KEYS)
-        return root / f"{self.config['model']}-{self.config['dataset']}-{digest}.pth"
+        digest = graph_cache_digest(self.config, type(self.model), holdout)
+        return root / f"{self.config['model']}-{self.config['dataset']}-{'holdout-' if holdout else ''}{digest}.pth"
 
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
         done = self.run_dir / "stage1_graph.pth"
@@ -140,7 +152,8 @@ class GraphStageTrainer(RunState, Trainer):
             self.model.load_state_dict(self._load_stage(done, "the same command then trains stage 1 again.")["state_dict"])
             # The checkpoint holds the frozen graph embeddings; the graph's weights stay out of training,
             # as freeze_graph leaves them (or DDP would reduce their gradients and counts would include them).
-            self.model.graph.requires_grad_(False)
+            for graph in self.model.stage1_graphs():
+                graph.requires_grad_(False)
             self.logger.info(f"Stage 1 (graph) done earlier: loaded {done}")
             self.graph_source = "run checkpoint"
             return
@@ -155,27 +168,52 @@ class GraphStageTrainer(RunState, Trainer):
                              "(graph_cache; set graph_cache=False to train it again)")
             self.graph_source = "cache"
         else:
-            graph_trainer = Trainer(with_entries(self.config, epochs=self.config["graph_epochs"],
-                                                       learning_rate=self.config["graph_learning_rate"]), graph)
-            graph_trainer.saved_model_file = str(self.run_dir / "stage1_graph_best.pth")
-            time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch["graph"])
-            self.logger.info("Stage 1 (graph): LightGCN with BPR on the training interactions")
-            graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
-            self.stage_loss_per_epoch["graph"] = list(graph_trainer.train_loss_dict.values())
-            self._barrier()  # only rank 0 writes the best graph checkpoint
-            best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
-            graph.load_state_dict(best["state_dict"])
+            self._train_graph(graph, train_data, valid_data, verbose, show_progress, cached)
             self.graph_source = "trained"
-            if cached is not None and self._is_writer():
-                state = graph.state_dict()
-                embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
-                atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
+        if self.model.holdout_graph is not None:
+            self._holdout_graph_stage(train_data, valid_data, verbose, show_progress)
         self.model.freeze_graph()
         if self._is_writer():
             atomic_save({"stage": "graph", "state_dict": self.model.state_dict(),
                          "rng": random_states(**self._random_generators())}, done)
 
-    def _load_graph_checkpoint(self, path, from_cache=False):
+    def _train_graph(self, graph, train_data, valid_data, verbose, show_progress, cached, stage="graph"):
+        """Train one stage-1 LightGCN with RecBole's Trainer, early-stopped on validation; keep its best.
+
+        ``stage`` names it in the per-stage costs: ``graph``, or ``holdout_graph`` for the second one.
+        """
+        graph_trainer = Trainer(with_entries(self.config, epochs=self.config["graph_epochs"],
+                                             learning_rate=self.config["graph_learning_rate"]), graph)
+        graph_trainer.saved_model_file = str(self.run_dir / f"stage1_{stage}_best.pth")
+        time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch.setdefault(stage, []))
+        self.logger.info(f"Stage 1 ({stage}): LightGCN with BPR on the training interactions")
+        graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
+        self.stage_loss_per_epoch[stage] = list(graph_trainer.train_loss_dict.values())
+        self._barrier()  # only rank 0 writes the best graph checkpoint
+        best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
+        graph.load_state_dict(best["state_dict"])
+        if cached is not None and self._is_writer():
+            state = graph.state_dict()
+            embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
+            atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
+
+    def _holdout_graph_stage(self, train_data, valid_data, verbose, show_progress):
+        """``lm_holdout_ratio``: the LightGCN of the training interactions that are not held out."""
+        model = self.model
+        cached = self._graph_cache_file(holdout=True)
+        if cached is not None and cached.is_file():
+            self._load_graph_checkpoint(cached, from_cache=True, graph=model.holdout_graph)
+            return
+        loader = TrainDataLoader(self.config, model.holdout_dataset, train_data._sampler, shuffle=True)
+        self.logger.info(f"Stage 1 (graph): a second LightGCN without the {self.config['lm_holdout_ratio']} of each "
+                         "user's training interactions that the language-model stage predicts")
+        self._train_graph(model.holdout_graph, loader, valid_data, verbose, show_progress, cached, "holdout_graph")
+
+    def graph_test_result(self, test_data):
+        """Test metrics of stage 1's LightGCN alone (the ranking the fused model starts from)."""
+        return Trainer(self.config, self.model.graph).evaluate(test_data, load_best_model=False)
+
+    def _load_graph_checkpoint(self, path, from_cache=False, graph=None):
         """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
         if from_cache:
             what = f"The stage-1 cache file {str(path)!r}"
@@ -191,7 +229,7 @@ class GraphStageTrainer(RunState, Trainer):
             raise ConfigValueError(
                 f"{what} is not a LightGCN checkpoint ({type(error).__name__}: {error}). {fix}"
             ) from error
-        graph = self.model.graph
+        graph = graph or self.model.graph
         if users.shape != graph.user_embedding.weight.shape or items.shape != graph.item_embedding.weight.shape:
             raise ConfigValueError(
                 f"{what} holds {tuple(users.shape)} user and {tuple(items.shape)} item embeddings; this "
@@ -228,6 +266,15 @@ class GraphStageTrainer(RunState, Trainer):
         self.start_epoch, self.cur_step = checkpoint["epoch"] + 1, checkpoint["cur_step"]
         self.best_valid_score, self.best_valid_result = checkpoint["best_valid_score"], checkpoint["best_valid_result"]
 
+    def _validate_start(self, valid_data, saved, show_progress):
+        """Validate before the last stage's first epoch: with the fusion's gate at 0 this is stage 1's ranking,
+        which so becomes the best checkpoint unless a language-model epoch beats it on validation."""
+        valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        self.best_valid_score, self.best_valid_result = valid_score, valid_result
+        self.logger.info(f"{self.STAGES[-1]} before its first epoch (stage 1's ranking): valid {dict(valid_result)}")
+        if saved:
+            self._save_checkpoint(-1, verbose=False)
+
     def fit_last_stage(self, batches, valid_data, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """The last stage on ``batches`` through RecBole's fit, resumed from ``LATEST_FILE`` when a run left one;
         expects ``self.optimizer`` and ``self.epochs`` set for it. Returns fit's best valid score and result."""
@@ -236,6 +283,9 @@ class GraphStageTrainer(RunState, Trainer):
         if latest.is_file():
             self._resume_last_stage(latest)
         batches.epoch = self.start_epoch
+        if getattr(self.model, "score_fusion", "none") == "residual" and self.start_epoch == 0 and self.epochs > 0 \
+                and valid_data is not None:
+            self._validate_start(valid_data, saved, show_progress)
         return self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
                                         show_progress=show_progress, callback_fn=callback_fn)
 
