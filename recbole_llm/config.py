@@ -34,6 +34,16 @@ def _yaml_collection(value):
 _known_keys = functools.cache(known_keys)
 
 
+def resolve_config_file(path):
+    """``path`` itself, or for a ``properties/...`` path that is not there, the package's file of that
+    name: the property files ship inside the package, so ``--config_files=properties/glta-paper.yaml``
+    works from any folder, as the README writes it."""
+    packaged = PROPERTIES_DIR.parent / path
+    if not os.path.exists(path) and Path(path).parts[:1] == ("properties",) and packaged.is_file():
+        return str(packaged)
+    return path
+
+
 def check_config_file(path):
     """A ``config_files`` entry must exist and parse as YAML; RecBole would raise a bare
     ``FileNotFoundError``, or a YAML error that does not name the file."""
@@ -79,6 +89,7 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
+        config_file_list = [resolve_config_file(path) for path in config_file_list or []] or None
         for path in config_file_list or []:
             check_config_file(path)
         super().__init__(model, dataset, config_file_list, config_dict)

@@ -126,3 +126,12 @@ def test_sequential_models_do_not_switch_on_anomaly_mode():
     # A user who wants it keeps it.
     assert _anomaly_mode_after("torch.autograd.set_detect_anomaly(True)\nimport recbole_llm\n"
                                "from recbole_llm.utils import get_model\nget_model('SASRec')") == "True"
+
+
+def test_a_properties_path_reads_the_packaged_file_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Config("GLTA", "ml-100k", config_file_list=["properties/glta-paper.yaml"])
+    assert config["score_fusion"] == "none" and config["lm_holdout_ratio"] == 0
+    (tmp_path / "properties").mkdir()
+    (tmp_path / "properties" / "glta-paper.yaml").write_text("lm_holdout_ratio: 0.2\n")
+    assert Config("GLTA", "ml-100k", config_file_list=["properties/glta-paper.yaml"])["lm_holdout_ratio"] == 0.2
