@@ -149,7 +149,8 @@ def test_killed_multi_stage_run_resumes_from_its_checkpoints(tmp_path, tiny_llm_
             "checkpoint_dir": str(checkpoint_dir_of(tmp_path / "r.json", "GLTA", 1))}
     # The run's process ends after its first stage-3 epoch, before the parent removes the folder (a kill)...
     first = run_child({**spec, "overrides": tiny + ["--user_alignment_epochs=1"]})
-    assert not first["resumed"] and set(first["stage_s_per_epoch"]) == {"graph", "item_alignment", "user_alignment"}
+    assert not first["resumed"] and set(first["stage_s_per_epoch"]) == {"graph", "holdout_graph", "item_alignment",
+                                                                          "user_alignment"}
     # ... and the next run of the same (row, seed) trains only what is left: the second stage-3 epoch.
     second = run_child({**spec, "overrides": tiny + ["--user_alignment_epochs=2"]})
     assert second["resumed"] and set(second["stage_s_per_epoch"]) == {"user_alignment"}

@@ -181,7 +181,9 @@ def test_fused_scores_start_at_stage_one_and_the_record_says_so(base, tmp_path):
     # Gate 0, scale 1: the language model adds nothing yet, the scores are the full-data LightGCN's.
     torch.testing.assert_close(fused, graph)
     assert model.fusion_weights() == {"scale": 1.0, "gate": 0.0}
-    assert set(trainer.graph_test_result(test)) >= {"ndcg@10"}
+    with torch.no_grad(), model.scoring_stage1_alone():
+        torch.testing.assert_close(model.full_sort_predict({model.USER_ID: users}), graph)
+    assert set(trainer.graph_test_result(test)) >= {"ndcg@10"} and not model.stage1_alone
 
 
 def test_stage_three_predicts_only_what_the_language_models_graph_did_not_see(base, tmp_path):

@@ -355,6 +355,8 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     def full_sort_predict(self, interaction):
         users = interaction[self.USER_ID]
+        if self.stage1_alone:
+            return self.stage1_scores(users)
         rows = users.cpu()
         (hop1, mask1), (hop2, mask2) = self.inference_context
         context = (hop1[rows], mask1[rows]), (hop2[rows], mask2[rows])

@@ -218,5 +218,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     def full_sort_predict(self, interaction):
         users = interaction[self.USER_ID]
+        if self.stage1_alone:
+            return self.stage1_scores(users)
         batch = self.user_prompts(users, [self.inference_history[u] for u in users.tolist()])
         return self.fused_logits(users, self.logits(self.slot_hidden(batch)[:, 0]))

@@ -17,6 +17,8 @@ Two additions beyond the papers, both config keys (``properties/glta-paper.yaml`
   training interactions (``graph``), as a stacked ensemble refits its base model on all the data.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -37,6 +39,7 @@ class PretrainedGraphMixin:
         self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
         self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
         self.holdout_graph = self.lm_targets = self.lm_history = None
+        self.stage1_alone = False
         self.score_fusion = config["score_fusion"] or "none"
         if self.score_fusion not in SCORE_FUSIONS:
             raise ConfigValueError(f"score_fusion={self.score_fusion!r} is not a score fusion. "
@@ -121,6 +124,22 @@ class PretrainedGraphMixin:
             return None
         return {"scale": float(self.fusion_scale), "gate": float(self.fusion_gate)}
 
+    def stage1_scores(self, users, training=False):
+        """Stage 1's e_u·E_iᵀ of ``users`` over all items: in training, of the graph the LM reads;
+        otherwise of the LightGCN of all training interactions (the ranking the fused model starts from)."""
+        if training or self.holdout_graph is None:
+            return self.user_graph_embedding[users] @ self.item_graph_embedding.t()
+        return self.user_score_embedding[users] @ self.item_score_embedding.t()
+
+    @contextlib.contextmanager
+    def scoring_stage1_alone(self):
+        """Within it, ``full_sort_predict`` ranks by stage 1 alone (the LM is not run): its own test metrics."""
+        self.stage1_alone = True
+        try:
+            yield
+        finally:
+            self.stage1_alone = False
+
     def fused_logits(self, users, lm_logits, training=False):
         """The final scores of ``users`` from the LM logits ([B, n_items] or [B, k, n_items]).
 
@@ -129,11 +148,7 @@ class PretrainedGraphMixin:
         """
         if self.score_fusion == "none":
             return lm_logits
-        if training or self.holdout_graph is None:
-            user_embedding, item_embedding = self.user_graph_embedding, self.item_graph_embedding
-        else:
-            user_embedding, item_embedding = self.user_score_embedding, self.item_score_embedding
-        graph = user_embedding[users] @ item_embedding.t()
+        graph = self.stage1_scores(users, training)
         if lm_logits.dim() == 3:
             graph = graph.unsqueeze(1)
         fused = self.fusion_scale * graph + self.fusion_gate * lm_logits

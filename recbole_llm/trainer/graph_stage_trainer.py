@@ -211,7 +211,9 @@ class GraphStageTrainer(RunState, Trainer):
 
     def graph_test_result(self, test_data):
         """Test metrics of stage 1's LightGCN alone (the ranking the fused model starts from)."""
-        return Trainer(self.config, self.model.graph).evaluate(test_data, load_best_model=False)
+        # Through this trainer's evaluate (DDP-aware), the model ranking by stage 1 without its LM forward.
+        with self.model.scoring_stage1_alone():
+            return self.evaluate(test_data, load_best_model=False)
 
     def _load_graph_checkpoint(self, path, from_cache=False, graph=None):
         """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
