@@ -222,3 +222,31 @@ def test_item_text_joins_the_item_tokens_from_zero(base, tmp_path):
     assert model.item_text_embedding.shape[0] == model.n_items
     torch.testing.assert_close(model.item_tokens(items), model.item_projector(model.item_graph_embedding[items]))
     assert any(p is model.text_projector.weight for p in model.item_alignment_parameters())
+
+
+def test_on_ordered_data_prompts_show_the_latest_items_and_targets_come_next(base, tmp_path):
+    ordered = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
+    _, model, _, train, valid, test = build({**base, "checkpoint_dir": str(tmp_path), "eval_args": ordered,
+                                              "max_history": 5})
+    assert model.ordered
+    inter = train._dataset.inter_feat
+    time_of = {(u, i): t for u, i, t in zip(*(inter[f].tolist() for f in (model.USER_ID, model.ITEM_ID, "timestamp")))}
+    later = {}  # each user's validation and test items: never in a prompt, never a target
+    for data in (valid, test):
+        feat = data._dataset.inter_feat
+        for u, i in zip(feat[model.USER_ID].tolist(), feat[model.ITEM_ID].tolist()):
+            later.setdefault(u, set()).add(i)
+    seen = {}
+    real = model.user_prompts
+    model.user_prompts = lambda users, histories: seen.update(zip(users.tolist(), histories)) or real(users, histories)
+    users = model.lm_users[:8]
+    model.user_alignment_loss({model.USER_ID: users})
+    for user in users.tolist():
+        times = lambda items: [time_of[user, i] for i in items]  # noqa: E731
+        shown, held = seen[user].tolist(), model.lm_targets[user].tolist()
+        assert times(shown) == sorted(times(shown)) and max(times(shown)) <= min(times(held))  # oldest first, then the targets
+        assert len(shown) == min(5, len(model.lm_history[user]))
+        inference = model.inference_history[user].tolist()
+        everything = sorted(time_of[user, i] for (u, i) in time_of if u == user)
+        assert times(inference) == everything[-len(inference):]  # the latest training items, oldest first
+        assert not (set(shown) | set(held) | set(inference)) & later.get(user, set())

@@ -122,9 +122,16 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         history = dataset.inter_matrix(form="csr").astype(np.float32)
         self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
         # Inference history: a fixed random subset per user, the same in every evaluation.
-        rng = np.random.default_rng(config["seed"])
-        self.inference_history = [h if len(h) <= self.max_history else rng.choice(h, self.max_history, replace=False)
-                                  for h in self.history]
+        # On ordered data (order: TO) a prompt shows the user's most recent training items, oldest first,
+        # since leave-one-out asks what comes next; otherwise a fixed random subset, the same in every evaluation.
+        self.ordered = config["eval_args"]["order"] == "TO"
+        if self.ordered:
+            in_time_order = self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
+            self.inference_history = [h[max(len(h) - self.max_history, 0):] for h in in_time_order]
+        else:
+            rng = np.random.default_rng(config["seed"])
+            self.inference_history = [h if len(h) <= self.max_history else rng.choice(h, self.max_history, replace=False)
+                                      for h in self.history]
         self.profiles = user_texts(config, dataset, self.history, self.descriptions, "profile") if self.use_profile else None
         self.predictions = (user_texts(config, dataset, self.history, self.descriptions, "prediction")
                             if self.use_prediction else None)
@@ -189,7 +196,9 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         """Stage 3: k training items held out of the prompt are the targets at the k slots.
 
         With ``lm_holdout_ratio`` the targets are drawn from the user's held-out interactions and the
-        prompt shows the others; otherwise both come from one shuffle of the whole history.
+        prompt shows the others; otherwise both come from one shuffle of the whole history. On ordered
+        data the held-out items are the most recent ones: the targets are the first k of them, and the
+        prompt shows the ``max_history`` items just before them, oldest first.
         """
         users = interaction[self.USER_ID]
         k = self.user_alignment_targets
@@ -200,13 +209,16 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
                 order = torch.randperm(len(items)).numpy()
                 # Keep at least one item in the prompt when the user has more than one.
                 n_targets = min(k, max(len(items) - 1, 1))
-                chosen, rest = items[order[:n_targets]], items[order[n_targets:]]
+                chosen, shown = items[order[:n_targets]], items[order[n_targets:n_targets + self.max_history]]
+            elif self.ordered:
+                kept = self.lm_history[user]
+                chosen, shown = self.lm_targets[user][:k], kept[max(len(kept) - self.max_history, 0):]
             else:
-                held, rest = self.lm_targets[user], self.lm_history[user]
+                held, kept = self.lm_targets[user], self.lm_history[user]
                 chosen = held[torch.randperm(len(held)).numpy()[:k]]
-                rest = rest[torch.randperm(len(rest)).numpy()]
+                shown = kept[torch.randperm(len(kept)).numpy()[:self.max_history]]
             targets[row, :len(chosen)] = torch.as_tensor(chosen)
-            histories.append(rest[:self.max_history])
+            histories.append(shown)
         logits = self.fused_logits(users, self.logits(self.slot_hidden(self.user_prompts(users, histories))), training=True)
         return F.cross_entropy(logits.reshape(-1, self.n_items), targets.to(logits.device).reshape(-1), ignore_index=-100)
 
