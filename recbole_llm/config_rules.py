@@ -100,6 +100,8 @@ RULES = {
     "n_hop1": count(), "n_hop2": count(), "queue_size": count(), "projection_size": count(), "tau": positive(),
     "momentum": Rule(float, 0, 1, open_high=True), "lambda1": non_negative(), "lambda2": non_negative(), "lambda3": non_negative(),
     "lambda4": non_negative(), "prompt_batch_size": count(), "users_per_epoch": count(optional=True),
+    # GLTA's and GAL-Rec's language-model stage beyond the papers
+    "lm_holdout_ratio": Rule(float, 0, 1, open_high=True),
     # The graph baselines
     "hyper_num": count(), "temp": positive(), "keep_rate": Rule(float, 0, 1, open_low=True),
     "kd_weight": non_negative(), "kd_temperature": positive(), "mask_ratio": Rule(float, 0, 1, open_low=True),

@@ -51,10 +51,6 @@ class PretrainedGraphMixin:
 
     def _build_holdout_graph(self, config, dataset, held):
         """The LightGCN of the interactions not in ``held`` (a bool mask over ``dataset.inter_feat``), if any are."""
-        ratio = config["lm_holdout_ratio"] or 0.0
-        if not 0 <= ratio < 1:
-            raise ConfigValueError(f"lm_holdout_ratio={ratio!r} must be at least 0 and below 1. "
-                                   "Fix: set it to the fraction of each user's training interactions to hold out, e.g. 0.1.")
         # The users the language-model stage trains on: those with a target to predict.
         users = dataset.inter_feat[dataset.uid_field]
         self.lm_users = torch.nonzero(torch.bincount(users[held] if held.any() else users, minlength=self.n_users)).squeeze(1)
