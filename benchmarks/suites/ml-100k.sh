@@ -67,12 +67,15 @@ on_core 1 --seeds 2021,2022 --models LightGCN
 if [[ "${MORE:-0}" == 1 ]]; then
   on_core 1 --seeds 2021,2022 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen"
 fi
-python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
 
 # Issue 21: GLTA's defaults since then (score fusion with its stage 1, stage-3 targets held out of
 # the graph the LM reads), three seeds; the rows above ran the paper's path (score_fusion=none,
-# lm_holdout_ratio=0, the defaults of their time). Then item text with a trainable item side.
+# lm_holdout_ratio=0, the defaults of their time). Then item text with a trainable item side, and
+# the free Linear head (item_tokens) on the residual path.
 on_core 0 --seeds 2020,2021 --models GLTA &
 on_core 1 --seeds 2022 --models GLTA
 wait
-on_core 1 --seeds 2020 --models "GLTA[use_item_text=True,train_item_side=True]"
+on_core 1 --seeds 2020 --models "GLTA[use_item_text=True,train_item_side=True]" &
+on_core 0 --seeds 2020 --models "GLTA[gllm_head=item_tokens]"
+wait
+python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
