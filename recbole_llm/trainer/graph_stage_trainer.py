@@ -192,6 +192,9 @@ class GraphStageTrainer(RunState, Trainer):
         self._barrier()  # only rank 0 writes the best graph checkpoint
         best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
         graph.load_state_dict(best["state_dict"])
+        # With the best epoch's cached final embeddings too, as RecBole's evaluate reloads them (else
+        # graph.full_sort_predict would score with the last validation epoch's).
+        graph.load_other_parameter(best.get("other_parameter"))
         if cached is not None and self._is_writer():
             state = graph.state_dict()
             embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
