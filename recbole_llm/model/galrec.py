@@ -82,7 +82,6 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.neighbours import NeighbourSampler
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
@@ -171,8 +170,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
         d = self._build_graph(config, dataset)
-        held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], config["eval_args"]["order"] == "TO")
-        self._build_holdout_graph(config, dataset, held)
+        held = self._build_holdout_graph(config, dataset)
         text_size = self._build_item_text(config, dataset)
 
         # The language model and what is trained around it.

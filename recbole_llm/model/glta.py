@@ -59,7 +59,6 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
@@ -97,8 +96,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         # second LightGCN, trained without the held-out interactions, feeds the language model, whose
         # stage 3 then learns to predict exactly what that graph did not see.
         d = self._build_graph(config, dataset)
-        held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], config["eval_args"]["order"] == "TO")
-        self._build_holdout_graph(config, dataset, held)
+        self._build_holdout_graph(config, dataset)
         text_size = self._build_item_text(config, dataset)
 
         # The language model and what is trained around it.
@@ -124,7 +122,6 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         # Inference history: a fixed random subset per user, the same in every evaluation.
         # On ordered data (order: TO) a prompt shows the user's most recent training items, oldest first,
         # since leave-one-out asks what comes next; otherwise a fixed random subset, the same in every evaluation.
-        self.ordered = config["eval_args"]["order"] == "TO"
         if self.ordered:
             in_time_order = self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
             self.inference_history = [h[max(len(h) - self.max_history, 0):] for h in in_time_order]

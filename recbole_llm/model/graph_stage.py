@@ -22,6 +22,7 @@ import contextlib
 import torch
 from torch import nn
 
+from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
@@ -49,13 +50,17 @@ class PretrainedGraphMixin:
             self.fusion_gate = nn.Parameter(torch.zeros(()))
         return d
 
-    def _build_holdout_graph(self, config, dataset, held):
-        """The LightGCN of the interactions not in ``held`` (a bool mask over ``dataset.inter_feat``), if any are."""
+    def _build_holdout_graph(self, config, dataset):
+        """The LightGCN of the training interactions that ``lm_holdout_ratio`` does not hold out, if it holds
+        any out; returns the held-out mask over ``dataset.inter_feat``. ``self.ordered``: the protocol
+        orders each user's interactions in time (``order: TO``), so the most recent ones are held out."""
+        self.ordered = config["eval_args"]["order"] == "TO"
+        held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], self.ordered)
         # The users the language-model stage trains on: those with a target to predict.
         users = dataset.inter_feat[dataset.uid_field]
         self.lm_users = torch.nonzero(torch.bincount(users[held] if held.any() else users, minlength=self.n_users)).squeeze(1)
         if not held.any():
-            return
+            return held
         self.holdout_dataset = dataset.copy(dataset.inter_feat[~held])
         self.holdout_graph = FastLightGCN(config, self.holdout_dataset)
         d = config["embedding_size"]
@@ -64,6 +69,7 @@ class PretrainedGraphMixin:
         self.register_buffer("item_score_embedding", torch.zeros(self.n_items, d))
         self.lm_targets = self._per_user_items(dataset, held)
         self.lm_history = self._per_user_items(dataset, ~held)
+        return held
 
     def _per_user_items(self, dataset, mask):
         """Item ids of the interactions where ``mask`` holds, one numpy array per user id."""
