@@ -77,7 +77,10 @@ class PretrainedGraphMixin:
         users, items = inter[dataset.uid_field].numpy(), inter[dataset.iid_field].numpy()
         order = users.argsort(kind="stable")
         bounds = torch.searchsorted(torch.from_numpy(users[order]), torch.arange(self.n_users + 1)).numpy()
-        return [items[order][bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
+        # Views of one sorted copy: sorting inside the loop made a full copy per user, which each view
+        # then kept alive (38 GB on ml-1m).
+        items = items[order]
+        return [items[bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
 
     def _build_item_text(self, config, dataset):
         """``use_item_text``: the frozen text embedding of every item's description; returns its size (0 without).
@@ -167,7 +170,10 @@ class PretrainedGraphMixin:
         self.gllm_head.init_from_item_tokens(self.item_tokens(torch.arange(self.n_items, device=self.device)))
 
     def logits(self, hidden):
-        """Scores of every item from LLM hidden states through the GLLM head (``tied``: over all item tokens)."""
+        """Scores of every item from LLM hidden states through the GLLM head (``tied``: over all item tokens).
+
+        The head and the projectors stay in float32 whatever ``llm_dtype`` the backbone runs in."""
+        hidden = hidden.float()
         all_tokens = self.item_tokens(torch.arange(self.n_items, device=hidden.device)) if self.gllm_head.mode == "tied" else None
         return self.gllm_head(hidden, all_tokens)
 
