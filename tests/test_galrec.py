@@ -242,3 +242,16 @@ def test_held_out_targets_and_fused_scores(tiny_llm_path, tmp_path):
         fused = model.full_sort_predict({model.USER_ID: users})
         graph = model.graph.full_sort_predict({model.USER_ID: users}).view(len(users), -1)
     torch.testing.assert_close(fused, graph)
+
+
+def test_a_bfloat16_backbone_trains_and_scores(base):
+    """A paper-scale backbone runs in bfloat16; the heads and projectors stay float32."""
+    model = build({**base, "llm_dtype": "bfloat16"})[1]
+    model.train()
+    loss = weighted(model, model.loss_terms({"user_id": torch.arange(1, 9)}))
+    loss.backward()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict({"user_id": torch.arange(1, 5)})
+    assert scores.dtype == torch.float32 and torch.isfinite(scores[:, 1:]).all()

@@ -250,3 +250,18 @@ def test_on_ordered_data_prompts_show_the_latest_items_and_targets_come_next(bas
         everything = sorted(time_of[user, i] for (u, i) in time_of if u == user)
         assert times(inference) == everything[-len(inference):]  # the latest training items, oldest first
         assert not (set(shown) | set(held) | set(inference)) & later.get(user, set())
+
+
+def test_a_bfloat16_backbone_trains_and_scores(base, tmp_path):
+    """The paper-scale property file runs the backbone in bfloat16; the head and projectors stay float32."""
+    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path), "llm_dtype": "bfloat16"})
+    assert model.llm.dtype == torch.bfloat16
+    users = model.lm_users[:4]
+    loss = model.user_alignment_loss({model.USER_ID: users})
+    loss.backward()
+    assert torch.isfinite(loss)  # the gate starts at 0, so at first only it gets a gradient
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.user_alignment_parameters())
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: users})
+    assert scores.dtype == torch.float32 and torch.isfinite(scores[:, 1:]).all()

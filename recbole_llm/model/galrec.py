@@ -271,7 +271,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         length = batch.inputs_embeds.shape[1]
         positions = torch.arange(length, device=batch.attention_mask.device)
         batch.positions["all"] = positions.expand(len(nodes), length)
-        states = hidden_at(self.llm, batch, "all")
+        states = hidden_at(self.llm, batch, "all").float()  # the heads stay float32 under any llm_dtype
         rows = torch.arange(len(nodes), device=states.device)
         out = states[rows, batch.positions["out"][:, 0]]
         if self.pooling == "out":
