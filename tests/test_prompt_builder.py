@@ -218,3 +218,12 @@ def test_shared_start_gives_lora_and_soft_tokens_the_same_gradients(tiny_llm_pat
     assert all(g.abs().sum() > 0 for g in shared_once)
     for a, b in zip(shared_once, one_pass):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_share_prefix_auto_shares_on_a_cpu_only(llama):
+    builder = _builder(llama, "left")
+    assert builder.share_prefix == "auto"
+    assert builder.shares_prefix_on(torch.device("cpu")) and not builder.shares_prefix_on(torch.device("cuda"))
+    assert builder.build(_shared_start_prompts()).shared_length > 1  # the tests' backbone is on the CPU
+    builder.share_prefix = True
+    assert builder.shares_prefix_on(torch.device("cuda"))

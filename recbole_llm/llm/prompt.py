@@ -66,7 +66,9 @@ class PromptBuilder:
     are its shared part (``PromptBatch.shared_length``), which ``hidden_at`` runs once.
     ``share_prefix=False`` (also settable on a built model's builder) reports no shared part, so
     every prompt runs its full length, as a one-pass forward does: the states are the same up to
-    float rounding, and ``benchmarks/glta_throughput.py`` times both ways.
+    float rounding, and ``benchmarks/glta_throughput.py`` times both ways. The default, ``"auto"``,
+    shares on a CPU only: there the shared part's compute is what a step saves, while on a GPU the
+    second pass's kernel launches cost more than the few rows it saves (``results/gpu_paper_shape.md``).
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class PromptBuilder:
         input_embeddings: nn.Embedding,
         padding_side: str = "left",
         add_bos: bool = True,
-        share_prefix: bool = True,
+        share_prefix: bool | str = "auto",
     ):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
@@ -85,6 +87,10 @@ class PromptBuilder:
         self.prefix_ids = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
         self.share_prefix = share_prefix
         self._token_ids: dict[str, list[int]] = {}
+
+    def shares_prefix_on(self, device: torch.device) -> bool:
+        """Whether a batch built on ``device`` reports its shared part (``share_prefix``; ``"auto"``: on a CPU)."""
+        return device.type == "cpu" if self.share_prefix == "auto" else bool(self.share_prefix)
 
     def _tokenize(self, texts: list[str]) -> None:
         new = [text for text in texts if text not in self._token_ids]
@@ -128,7 +134,7 @@ class PromptBuilder:
         first = prompts[0][0] if prompts and prompts[0] else None
         if isinstance(first, str) and all(prompt and prompt[0] == first for prompt in prompts):
             shared += len(self._token_ids[first])
-        if not self.share_prefix:
+        if not self.shares_prefix_on(weight.device):
             shared = 0
 
         seq_len = max(len(index) for index in indices)
