@@ -11,6 +11,7 @@ from recbole.utils import init_seed
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.glta import GLTA
+from recbole_llm.model.graph_stage import FUSION_WEIGHTS
 from recbole_llm.quick_start import load_data_and_model
 from recbole_llm.trainer import GLTATrainer
 
@@ -265,3 +266,29 @@ def test_a_bfloat16_backbone_trains_and_scores(base, tmp_path):
     with torch.no_grad():
         scores = model.full_sort_predict({model.USER_ID: users})
     assert scores.dtype == torch.float32 and torch.isfinite(scores[:, 1:]).all()
+
+
+def test_validated_fusion_picks_its_weight_on_validation_and_reloads(base, tmp_path):
+    """``score_fusion: validated``: the LM head trains alone, then the weight of its standardised logits
+    that ranks best on validation is fused with stage 1; the saved model scores the same after a reload."""
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "score_fusion": "validated", "graph_epochs": 1,
+                   "item_alignment_epochs": 1, "user_alignment_epochs": 2}
+    config, model, trainer, train, valid, test = build(config_dict)
+    assert model.lm_alone() and model.lm_alone(training=True)
+    best_score, _ = trainer.fit(train, valid, saved=True)
+    weights = model.fusion_weights()
+    assert min(abs(w - weights["weight"]) for w in FUSION_WEIGHTS) < 1e-6
+    assert not model.lm_alone() and model.lm_alone(training=True)
+    # The chosen weight is the best of the grid on validation, and no worse than stage 1 alone (weight 0).
+    with torch.no_grad(), model.scoring_stage1_alone():
+        stage1_score, _ = trainer._valid_epoch(valid)
+    assert best_score >= stage1_score
+    users = torch.tensor([1, 2, 3, 500])
+    with torch.no_grad():
+        graph = model.stage1_scores(users)
+        lm = model.lm_logits(users)
+        fused = model.full_sort_predict({model.USER_ID: users})
+    torch.testing.assert_close(fused, weights["scale"] * graph + weights["gate"] * lm)
+    _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.full_sort_predict({reloaded.USER_ID: users}), fused)

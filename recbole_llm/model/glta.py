@@ -225,9 +225,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     # ----- scoring ------------------------------------------------------------------------------
 
-    def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID]
-        if self.stage1_alone:
-            return self.stage1_scores(users)
+    def lm_logits(self, users):
+        """The GLLM head's scores of every item at the first output slot, for ``users``' inference prompts."""
         batch = self.user_prompts(users, [self.inference_history[u] for u in users.tolist()])
-        return self.fused_logits(users, self.logits(self.slot_hidden(batch)[:, 0]))
+        return self.logits(self.slot_hidden(batch)[:, 0])

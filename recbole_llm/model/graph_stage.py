@@ -10,6 +10,10 @@ Two additions beyond the papers, both config keys (``properties/glta-paper.yaml`
 - ``score_fusion: residual``: the final scores are ``scale · e_u·E_iᵀ + gate · LM logits``, with
   e_u, E_i the frozen stage-1 embeddings and the gate starting at 0, so the language-model stage
   starts exactly at stage 1's ranking and can only add to it; ``none`` is the LM head alone.
+  ``validated``: the language-model stage trains the LM head alone (the papers' objective), and
+  its best checkpoint is then fused as ``e_u·E_iᵀ / σ_graph + w · LM logits / σ_LM``, with ``w``
+  picked from ``FUSION_WEIGHTS`` on the validation split (``w = 0`` is stage 1 itself), as any
+  other hyper-parameter is (``GraphStageTrainer.choose_fusion_weight``).
 - ``lm_holdout_ratio``: a second LightGCN (``holdout_graph``) is trained without a fraction of each
   user's training interactions; its embeddings feed the language model, and the language-model stage
   predicts exactly the held-out interactions, scored on top of that graph, as a stacked ensemble is
@@ -27,7 +31,9 @@ from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
 
-SCORE_FUSIONS = ("none", "residual")
+SCORE_FUSIONS = ("none", "residual", "validated")
+# The weights of the LM's standardised logits that ``score_fusion: validated`` tries on validation.
+FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5)
 
 
 class PretrainedGraphMixin:
@@ -41,6 +47,7 @@ class PretrainedGraphMixin:
         self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
         self.holdout_graph = self.lm_targets = self.lm_history = None
         self.stage1_alone = False
+        self.fixed_scores = None
         self.score_fusion = config["score_fusion"] or "none"
         if self.score_fusion not in SCORE_FUSIONS:
             raise ConfigValueError(f"score_fusion={self.score_fusion!r} is not a score fusion. "
@@ -48,13 +55,19 @@ class PretrainedGraphMixin:
         if self.score_fusion == "residual":
             self.fusion_scale = nn.Parameter(torch.ones(()))
             self.fusion_gate = nn.Parameter(torch.zeros(()))
+        elif self.score_fusion == "validated":  # set once, after the LM stage (``choose_fusion``)
+            self.register_buffer("fusion_scale", torch.ones(()))
+            self.register_buffer("fusion_gate", torch.zeros(()))
+            self.register_buffer("fusion_weight", torch.zeros(()))
+            self.register_buffer("fusion_chosen", torch.zeros((), dtype=torch.bool))
         return d
 
     def _build_holdout_graph(self, config, dataset):
         """The LightGCN of the training interactions that ``lm_holdout_ratio`` does not hold out, if it holds
         any out; returns the held-out mask over ``dataset.inter_feat``. ``self.ordered``: the protocol
-        orders each user's interactions in time (``order: TO``), so the most recent ones are held out."""
-        self.ordered = config["eval_args"]["order"] == "TO"
+        orders each user's interactions in time (``order: TO``) and ``ordered_context`` is on, so the most
+        recent ones are held out, and the models show and predict items in time order."""
+        self.ordered = config["eval_args"]["order"] == "TO" and config["ordered_context"] is not False
         held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], self.ordered)
         # The users the language-model stage trains on: those with a target to predict.
         users = dataset.inter_feat[dataset.uid_field]
@@ -124,10 +137,28 @@ class PretrainedGraphMixin:
         return [self.fusion_scale, self.fusion_gate] if self.score_fusion == "residual" else []
 
     def fusion_weights(self):
-        """The learned ``scale`` and ``gate`` of the residual fusion, for the run's record (None without it)."""
-        if self.score_fusion != "residual":
+        """The ``scale`` and ``gate`` of the fusion (and the validated ``weight``), for the run's record (None without it)."""
+        if self.score_fusion == "none":
             return None
-        return {"scale": float(self.fusion_scale), "gate": float(self.fusion_gate)}
+        weights = {"scale": float(self.fusion_scale), "gate": float(self.fusion_gate)}
+        if self.score_fusion == "validated":
+            weights["weight"] = float(self.fusion_weight) if bool(self.fusion_chosen) else None
+        return weights
+
+    @torch.no_grad()
+    def choose_fusion(self, graph_std, lm_std, weight):
+        """``score_fusion: validated``: from now on score ``graph / graph_std + weight * lm / lm_std``."""
+        self.fusion_scale.fill_(1.0 / graph_std)
+        self.fusion_gate.fill_(weight / lm_std)
+        self.fusion_weight.fill_(weight)
+        self.fusion_chosen.fill_(True)
+
+    def lm_alone(self, training=False):
+        """Whether the final scores are the LM head's alone: ``none``; ``validated`` while the LM stage trains
+        and validates (before ``choose_fusion``)."""
+        if self.score_fusion == "validated":
+            return training or not bool(self.fusion_chosen)
+        return self.score_fusion == "none"
 
     def stage1_scores(self, users, training=False):
         """Stage 1's e_u·E_iᵀ of ``users`` over all items: in training, of the graph the LM reads;
@@ -135,6 +166,25 @@ class PretrainedGraphMixin:
         if training or self.holdout_graph is None:
             return self.user_graph_embedding[users] @ self.item_graph_embedding.t()
         return self.user_score_embedding[users] @ self.item_score_embedding.t()
+
+    @contextlib.contextmanager
+    def scoring_from(self, scores):
+        """Within it, ``full_sort_predict`` returns rows of ``scores`` [n_users, n_items] (computed once):
+        the trainer evaluates candidate fusions on validation without running the LM again."""
+        self.fixed_scores = scores
+        try:
+            yield
+        finally:
+            self.fixed_scores = None
+
+    def full_sort_predict(self, interaction):
+        """Every item's score for the interaction's users: the fused scores (``lm_logits`` through ``fused_logits``)."""
+        users = interaction[self.USER_ID]
+        if self.fixed_scores is not None:
+            return self.fixed_scores[users.cpu()].to(self.device)
+        if self.stage1_alone:
+            return self.stage1_scores(users)
+        return self.fused_logits(users, self.lm_logits(users))
 
     @contextlib.contextmanager
     def scoring_stage1_alone(self):
@@ -153,16 +203,22 @@ class PretrainedGraphMixin:
         """
         if self.score_fusion == "none":
             return lm_logits
-        graph = self.stage1_scores(users, training)
-        if lm_logits.dim() == 3:
-            graph = graph.unsqueeze(1)
-        fused = self.fusion_scale * graph + self.fusion_gate * lm_logits
+        if self.lm_alone(training):
+            fused = lm_logits
+        else:
+            fused = self._fuse(users, lm_logits, training)
         if training and self.lm_history is not None:
             seen = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=fused.device)
             for row, user in enumerate(users.tolist()):
                 seen[row, torch.as_tensor(self.lm_history[user], dtype=torch.long)] = True
             fused = fused.masked_fill(seen.unsqueeze(1) if fused.dim() == 3 else seen, float("-inf"))
         return fused
+
+    def _fuse(self, users, lm_logits, training):
+        graph = self.stage1_scores(users, training)
+        if lm_logits.dim() == 3:
+            graph = graph.unsqueeze(1)
+        return self.fusion_scale * graph + self.fusion_gate * lm_logits
 
     @torch.no_grad()
     def init_head_from_item_tokens(self):

@@ -38,14 +38,16 @@ from recbole.trainer import Trainer
 from recbole_llm.checkpoint import load_checkpoint, random_states, restore_random_states
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
+from recbole_llm.model.graph_stage import FUSION_WEIGHTS
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.trainer.run_state import RunState, graph_digest, with_entries
 
 
 def graph_cache_digest(config, model_class, holdout=False):
     """The stage-1 cache key of a run: its LightGCN of all training interactions (independent of
-    ``lm_holdout_ratio``), or with ``holdout`` the LightGCN without the held-out interactions."""
-    ignored = model_class.LATER_STAGE_KEYS | (set() if holdout else {"lm_holdout_ratio"})
+    ``lm_holdout_ratio`` and of ``ordered_context``, which choose the held-out interactions), or with
+    ``holdout`` the LightGCN without the held-out interactions."""
+    ignored = model_class.LATER_STAGE_KEYS | (set() if holdout else {"lm_holdout_ratio", "ordered_context"})
     return graph_digest(config, ignored)
 
 
@@ -291,7 +293,51 @@ class GraphStageTrainer(RunState, Trainer):
         if getattr(self.model, "score_fusion", "none") == "residual" and self.start_epoch == 0 and self.epochs > 0 \
                 and valid_data is not None:
             self._validate_start(valid_data, saved, show_progress)
-        return self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
-                                        show_progress=show_progress, callback_fn=callback_fn)
+        result = self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
+                                          show_progress=show_progress, callback_fn=callback_fn)
+        if getattr(self.model, "score_fusion", "none") == "validated" and valid_data is not None:
+            result = self.choose_fusion_weight(valid_data, saved)
+        return result
+
+    @torch.no_grad()
+    def choose_fusion_weight(self, valid_data, saved):
+        """``score_fusion: validated``: fuse the LM stage's best checkpoint with stage 1 at the weight that
+        ranks best on validation, and save it as the best checkpoint. Returns that validation score and result.
+
+        Stage 1's and the LM's scores of every user are computed once; each weight in ``FUSION_WEIGHTS``
+        is then evaluated on them through RecBole's evaluator. Both are divided by their standard
+        deviation over all users and items, so one grid fits every dataset. ``w = 0`` is stage 1 itself,
+        which so stays the result unless the LM improves on it. Deterministic given the checkpoint, so a
+        run resumed after this step picks the same weight again.
+        """
+        model = self.model
+        if saved and Path(self.saved_model_file).is_file():
+            best = load_checkpoint(self.saved_model_file, "delete it and run the same command: the last stage is "
+                                   "trained again from its last finished epoch.", map_location=self.device)
+            model.load_state_dict(best["state_dict"])
+        model.fusion_chosen.fill_(False)  # a resumed run's best checkpoint may hold an earlier choice
+        model.eval()
+        users_per_batch = max(1, self.config["eval_batch_size"] // model.n_items)
+        graph, lm = [], []
+        for start in range(0, model.n_users, users_per_batch):
+            users = torch.arange(start, min(start + users_per_batch, model.n_users), device=self.device)
+            with model.scoring_stage1_alone():
+                graph.append(model.full_sort_predict({model.USER_ID: users}).float().cpu())
+            lm.append(model.full_sort_predict({model.USER_ID: users}).float().cpu())
+        graph, lm = torch.cat(graph), torch.cat(lm)
+        graph_std, lm_std = float(graph[1:, 1:].std()), float(lm[1:, 1:].std())
+        best = None
+        for weight in FUSION_WEIGHTS:
+            with model.scoring_from(graph / graph_std + weight * lm / lm_std):
+                score, result = self._valid_epoch(valid_data, show_progress=False)
+            self.logger.info(f"score_fusion validated: weight {weight}: valid {self.valid_metric} {score:.4f}")
+            if best is None or score > best[1]:
+                best = (weight, score, result)
+        weight, self.best_valid_score, self.best_valid_result = best
+        model.choose_fusion(graph_std, lm_std, weight)
+        self.logger.info(f"score_fusion validated: chose weight {weight} (0 is stage 1 alone)")
+        if saved and self._is_writer():
+            self._save_checkpoint(self.start_epoch, verbose=False)
+        return self.best_valid_score, self.best_valid_result
 
 
