@@ -255,3 +255,52 @@ def test_a_bfloat16_backbone_trains_and_scores(base):
     with torch.no_grad():
         scores = model.full_sort_predict({"user_id": torch.arange(1, 5)})
     assert scores.dtype == torch.float32 and torch.isfinite(scores[:, 1:]).all()
+
+
+def test_validated_fusion_is_chosen_after_the_last_stage(base, tmp_path):
+    config, model, trainer, train, valid, test = build({**base, "score_fusion": "validated", "epochs": 1,
+                                                        "checkpoint_dir": str(tmp_path)})
+    trainer.fit(train, valid, saved=True)
+    weights = model.fusion_weights()
+    assert weights["weight"] is not None and not model.lm_alone()
+    users = torch.arange(1, 5)
+    with torch.no_grad():
+        fused = model.full_sort_predict({"user_id": users})
+        expected = weights["scale"] * model.stage1_scores(users) + weights["gate"] * model.lm_logits(users)
+    torch.testing.assert_close(fused, expected)
+
+
+ORDERED = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.0])
+def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(base, tmp_path, ratio):
+    _, model, _, train, valid, test = build({**base, "eval_args": ORDERED, "lm_holdout_ratio": ratio, "n_hop1": 4,
+                                              "checkpoint_dir": str(tmp_path)})
+    assert model.ordered
+    inter = train._dataset.inter_feat
+    time_of = {(u, i): t for u, i, t in zip(*(inter[f].tolist() for f in ("user_id", "item_id", "timestamp")))}
+    later = {}  # each user's validation and test items: never in a context, never a target
+    for data in (valid, test):
+        feat = data._dataset.inter_feat
+        for u, i in zip(feat["user_id"].tolist(), feat["item_id"].tolist()):
+            later.setdefault(u, set()).add(i)
+    users = model.lm_users[:16]
+    targets, (hop1, mask1) = model._ordered_targets(users)
+    (inference, inference_mask), _ = model.inference_context
+    for row, user in enumerate(users.tolist()):
+        times = lambda items: [time_of[user, i] for i in items]  # noqa: E731
+        shown, target = hop1[row][mask1[row]].tolist(), int(targets[row])
+        assert times(shown) == sorted(times(shown)) and all(t <= time_of[user, target] for t in times(shown))
+        if ratio:
+            assert target in model.lm_targets[user].tolist() and shown == model.lm_history[user][-4:].tolist()
+        else:  # the items just before the target in the user's sequence
+            sequence = model.sequences[user].tolist()
+            position = sequence.index(target)
+            assert shown == sequence[max(position - 4, 0):position]
+        everything = sorted(t for (u, _), t in time_of.items() if u == user)
+        latest = inference[user][inference_mask[user]].tolist()
+        assert times(latest) == everything[-len(latest):] and len(latest) == min(4, len(everything))
+        assert not (set(shown) | {target} | set(latest)) & later.get(user, set())
+    model.train()
+    assert torch.isfinite(weighted(model, model.loss_terms({"user_id": users})))

@@ -14,16 +14,16 @@ on_core 0 --seeds 2020 --models "FastLightGCN[learning_rate=0.005]"
 # GAL-Rec: one stage-2 epoch (2048 users) ~140 s on one core, one validation of the 22k users ~3 min,
 # so validation every few epochs (eval_step). Rows with the same eval_step and seed train the same
 # stage-1 LightGCN (each row trains its own copy).
-on_core 1 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=3,eval_step=3,use_queue=False,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=3,eval_step=3,use_hop2=False,score_fusion=none,lm_holdout_ratio=0]" &
-on_core 0 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,use_l1=False,use_l2=False,use_l3=False,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=20,eval_step=5,score_fusion=none,lm_holdout_ratio=0]"
+on_core 1 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,score_fusion=none,lm_holdout_ratio=0,ordered_context=False],GALRec[epochs=3,eval_step=3,use_queue=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False],GALRec[epochs=3,eval_step=3,use_hop2=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False]" &
+on_core 0 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,use_l1=False,use_l2=False,use_l3=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False],GALRec[epochs=20,eval_step=5,score_fusion=none,lm_holdout_ratio=0,ordered_context=False]"
 wait
 # The contrastive terms at a tenth of their weight (stage 1 as the rows above).
-on_core 1 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,lambda1=0.1,lambda2=0.1,lambda3=0.1,score_fusion=none,lm_holdout_ratio=0]" &
+on_core 1 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,lambda1=0.1,lambda2=0.1,lambda3=0.1,score_fusion=none,lm_holdout_ratio=0,ordered_context=False]" &
 # The L1/L2/L3-off ablations: stage 1 is trained once and shared through the stage-1 cache.
-on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,use_l1=False,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=3,eval_step=3,use_l2=False,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=3,eval_step=3,use_l3=False,score_fusion=none,lm_holdout_ratio=0]"
+on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,use_l1=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False],GALRec[epochs=3,eval_step=3,use_l2=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False],GALRec[epochs=3,eval_step=3,use_l3=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False]"
 wait
 # L0 alone at the ablations' 3-epoch budget (the same cached stage 1).
-on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,use_l1=False,use_l2=False,use_l3=False,score_fusion=none,lm_holdout_ratio=0]"
+on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,use_l1=False,use_l2=False,use_l3=False,score_fusion=none,lm_holdout_ratio=0,ordered_context=False]"
 # Stock LightGCN at the same learning rate as the FastLightGCN row (the same model, so the same scores).
 on_core 0 --seeds 2020 --models "LightGCN[learning_rate=0.005]"
 # SASRec: ~265 s an epoch on one core (400 s before recbole_llm/compat.py switched off the anomaly

@@ -197,9 +197,14 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
             kept = self.holdout_dataset.inter_matrix(form="csr")
             self.train_samplers = NeighbourSampler(kept), NeighbourSampler(kept.T.tocsr())
             self.held_items = NeighbourSampler(dataset.copy(dataset.inter_feat[held]).inter_matrix(form="csr"))
+        # On ordered data (order: TO) a user's 1-hop context is their latest training items, oldest first,
+        # since leave-one-out asks what comes next; the training targets are the items that follow.
+        self.sequences = (self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
+                          if self.ordered else None)
         self.generator = torch.Generator().manual_seed(config["seed"])
         users = torch.arange(self.n_users)
-        self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]))
+        hop1 = self.latest_items(self.sequences, users) if self.ordered else None
+        self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]), hop1=hop1)
 
     def _check_config(self, config):
         # Numeric keys are checked with every other config key (recbole_llm/config_rules.py).
@@ -233,13 +238,40 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
             return self.user_tokens, self.item_tokens, self.user_tokens, user_items, item_users
         return self.item_tokens, self.user_tokens, self.item_tokens, item_users, user_items
 
-    def sample_context(self, side, nodes, generator, exclude=None, training=False):
-        """(hop-1 ids, mask), (hop-2 ids, mask) of ``nodes`` on the training graph; ids on the CPU."""
+    def sample_context(self, side, nodes, generator, exclude=None, training=False, hop1=None):
+        """(hop-1 ids, mask), (hop-2 ids, mask) of ``nodes`` on the training graph; ids on the CPU.
+
+        ``hop1`` (ids, mask) replaces the random 1-hop sample (ordered data: ``latest_items``)."""
         *_, near, back = self._sides(side, training)
         nodes = nodes.cpu()
-        hop1 = near.sample(nodes, self.n_hop1, generator, None if exclude is None else exclude.cpu())
+        if hop1 is None:
+            hop1 = near.sample(nodes, self.n_hop1, generator, None if exclude is None else exclude.cpu())
         hop2 = back.walk(*hop1, self.n_hop2, generator, centre=nodes)
         return hop1, hop2
+
+    def latest_items(self, sequences, users, ends=None):
+        """Each user's up to ``n_hop1`` items of ``sequences`` (time order) before position ``ends`` (default:
+        the end), oldest first, as 1-hop (ids, mask) [B, n_hop1]."""
+        ids = torch.zeros(len(users), self.n_hop1, dtype=torch.long)
+        mask = torch.zeros(len(users), self.n_hop1, dtype=torch.bool)
+        for row, user in enumerate(users.tolist()):
+            end = len(sequences[user]) if ends is None else int(ends[row])
+            recent = sequences[user][max(end - self.n_hop1, 0):end]
+            ids[row, :len(recent)] = torch.as_tensor(recent, dtype=torch.long)
+            mask[row, :len(recent)] = True
+        return ids, mask
+
+    def _ordered_targets(self, users):
+        """Ordered data: (targets, 1-hop context) of a training batch. With held-out targets, a held-out item
+        after the user's latest kept items; otherwise a random position t >= 1 of the user's training
+        sequence (SASRec's many prefixes), its item the target and the items before it the context."""
+        if self.held_items is not None:
+            return self.held_items.pick(users.cpu(), self.generator), self.latest_items(self.lm_history, users)
+        lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
+        ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
+        ends = torch.where(lengths > 1, ends, torch.zeros_like(ends))
+        targets = torch.tensor([int(self.sequences[u][t]) for u, t in zip(users.tolist(), ends.tolist())])
+        return targets, self.latest_items(self.sequences, users, ends)
 
     def context_prompts(self, side, nodes, context, hops, encoder=None):
         """The ``hops``-hop prompts (0, 1 or 2) of ``nodes``, batched, each ending in the [OUT] token."""
@@ -314,7 +346,10 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     def loss_terms(self, interaction):
         """The terms of GAL-Rec's loss for a batch of users, unweighted: L0 and those switched on, plus ``reg``."""
         users = interaction[self.USER_ID]
-        if self.held_items is None:
+        if self.ordered:
+            targets, hop1 = self._ordered_targets(users)
+            context = self.sample_context("user", users, self.generator, training=True, hop1=hop1)
+        elif self.held_items is None:
             targets = self.user_items.pick(users.cpu(), self.generator)
             context = self.sample_context("user", users, self.generator, exclude=targets)
         else:
@@ -351,11 +386,9 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
 
     # ----- scoring ------------------------------------------------------------------------------
 
-    def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID]
-        if self.stage1_alone:
-            return self.stage1_scores(users)
+    def lm_logits(self, users):
+        """The head's scores of every item for ``users`` in their fixed inference context."""
         rows = users.cpu()
         (hop1, mask1), (hop2, mask2) = self.inference_context
         context = (hop1[rows], mask1[rows]), (hop2[rows], mask2[rows])
-        return self.fused_logits(users, self.logits(self.context_states("user", users, context, self.top_hop)[0]))
+        return self.logits(self.context_states("user", users, context, self.top_hop)[0])
