@@ -1,0 +1,102 @@
+"""Seconds per stage-3 epoch and memory of GLTA configurations, side by side in one process.
+
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/glta_epoch_cost.py --epochs 3 \
+        --variant "old=score_fusion=none,lm_holdout_ratio=0" --variant "new="
+
+Each variant is a set of ``key=value`` overrides of GLTA's defaults on the benchmark protocol of the
+dataset. All variants are built first (the resident memory each adds is its footprint: the
+backbone, the graphs, the holdout bookkeeping); then their stage-3 epochs (``user_alignment_loss``,
+backward and an AdamW step on every batch of ``lm_users``, as ``GLTATrainer`` runs them) alternate,
+so that the machine's drift touches every variant alike, and the medians are compared. Stage 1 is
+not trained: an epoch costs the same with any graph embeddings. Validation is not included: its
+cost is one full ranking, the same for every variant.
+"""
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
+from recbole.data import create_dataset, data_preparation  # noqa: E402
+from recbole.utils import init_seed  # noqa: E402
+
+from recbole_llm.config import Config  # noqa: E402
+from recbole_llm.model.glta import GLTA  # noqa: E402
+
+PROPERTIES = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "benchmark"
+
+
+def parse_variant(text):
+    name, _, overrides = text.partition("=")
+    pairs = [pair.split("=", 1) for pair in overrides.split(",") if pair]
+    return name, {key: value for key, value in pairs}
+
+
+def typed(value):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(value, value)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--variant", action="append", required=True, help="name=key=value,key=value")
+    args = parser.parse_args(argv)
+    process = psutil.Process()
+    variants = {}
+    for text in args.variant:
+        name, overrides = parse_variant(text)
+        config_dict = {key: typed(value) for key, value in overrides.items()}
+        config_dict.update(show_progress=False, state="WARNING")
+        if args.data_path:
+            config_dict["data_path"] = args.data_path
+        config = Config("GLTA", args.dataset, config_file_list=[str(PROPERTIES / f"{args.dataset}.yaml")],
+                        config_dict=config_dict)
+        init_seed(config["seed"], True)
+        train, _, _ = data_preparation(config, create_dataset(config))
+        before = process.memory_info().rss
+        model = GLTA(config, train._dataset)
+        model.train()
+        optimizer = torch.optim.AdamW(model.user_alignment_parameters(), lr=config["user_alignment_lr"])
+        footprint = (process.memory_info().rss - before) / 2 ** 20
+        variants[name] = dict(model=model, optimizer=optimizer, config=config, footprint_mb=footprint, seconds=[])
+
+    for _ in range(args.epochs):
+        for name, v in variants.items():
+            model, optimizer, batch = v["model"], v["optimizer"], v["config"]["user_alignment_batch_size"]
+            users = model.lm_users[torch.randperm(len(model.lm_users))]
+            start = time.perf_counter()
+            for first in range(0, len(users), batch):
+                optimizer.zero_grad(set_to_none=True)
+                model.user_alignment_loss({model.USER_ID: users[first:first + batch]}).backward()
+                optimizer.step()
+            v["seconds"].append(time.perf_counter() - start)
+
+    names = list(variants)
+    base = statistics.median(variants[names[0]]["seconds"])
+    print(f"command: python benchmarks/glta_epoch_cost.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"dataset {args.dataset}, protocol recbole_llm/properties/benchmark/{args.dataset}.yaml, "
+          f"device cpu ({platform.processor() or 'x86_64'}), {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"| variant | overrides | users per epoch | stage-3 s/epoch (median of {args.epochs}) | ratio to {names[0]} | "
+          "resident memory the model adds |")
+    print("|---|---|---|---|---|---|")
+    for text, (name, v) in zip(args.variant, variants.items()):
+        median = statistics.median(v["seconds"])
+        print(f"| {name} | {text.partition('=')[2] or 'defaults'} | {len(v['model'].lm_users)} | {median:.1f} | "
+              f"{median / base:.2f} | {v['footprint_mb']:.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()
