@@ -83,6 +83,27 @@ def stage_table(records):
     return "\n".join(lines)
 
 
+def stage1_table(records, metrics=("ndcg@10", "precision@10")):
+    """What the language model adds over its own stage-1 LightGCN, per row of GLTA / GAL-Rec records that
+    hold ``graph_test``: test metric of the final model minus stage 1 alone, per seed and mean ± std."""
+    rows = [(label, rs) for label, rs in group_by_label(records).items()
+            if all(r.get("graph_test") for r in rs)]
+    metrics = [m for m in metrics if rows and all(m in r["test"] and m in r["graph_test"] for _, rs in rows for r in rs)]
+    if not metrics:
+        return ""
+    header = ["model", "seeds"] + [f"{m}: final − stage 1 per seed" for m in metrics] + [f"{m} mean ± std" for m in metrics]
+    lines = ["| " + " | ".join(header + ["above on every seed"]) + " |", "|" + "---|" * (len(header) + 1)]
+    for label, rs in rows:
+        rs = sorted(rs, key=lambda r: r["seed"])
+        gains = {m: [r["test"][m] - r["graph_test"][m] for r in rs] for m in metrics}
+        cells = [label, ", ".join(str(r["seed"]) for r in rs)]
+        cells += [", ".join(f"{g:+.4f}" for g in gains[m]) for m in metrics]
+        cells += [f"{mean_std(gains[m])[0]:+.4f}" + (f" ± {mean_std(gains[m])[1]:.4f}" if len(rs) > 1 else "") for m in metrics]
+        cells.append("yes" if all(g > 0 for m in metrics for g in gains[m]) else "no")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_markdown(path, title, records, protocol_text, notes="", split="test"):
     first = records[0]
     commands = list(OrderedDict.fromkeys(r["harness_command"] for r in records if r.get("harness_command")))
@@ -102,6 +123,10 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
     stages = stage_table(records)
     if stages:
         parts += ["Per-stage training time of multi-stage models:", "", stages, ""]
+    over_stage1 = stage1_table(records)
+    if over_stage1:
+        parts += ["What the language model adds over its own stage-1 LightGCN (test; each record's `graph_test` is "
+                  "stage 1 alone, evaluated once when it was frozen):", "", over_stage1, ""]
     if notes:
         parts += [notes.strip(), ""]
     parts += ["## How these figures were made", "", "Regenerate with:", "", "```bash", *commands, "```", "",

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from benchmarks.harness import RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows, safe_name
-from benchmarks.report import markdown_table
+from benchmarks.report import markdown_table, stage1_table
 from benchmarks.run import main, split_rows
 
 PROTOCOL = """
@@ -16,6 +16,18 @@ topk: [10]
 valid_metric: NDCG@10
 epochs: 2
 """
+
+
+def test_stage1_table_reports_what_the_language_model_adds_per_seed():
+    def fused(label, seed, final, stage1):
+        return {**record(label, seed, final), "graph_test": {"ndcg@10": stage1}}
+    table = stage1_table([fused("GLTA", 2, 0.31, 0.30), fused("GLTA", 1, 0.29, 0.30), record("BPR", 1, 0.2),
+                          fused("GLTA[x=1]", 1, 0.32, 0.30)])
+    lines = table.splitlines()
+    assert "| GLTA | 1, 2 | -0.0100, +0.0100 | +0.0000 ± 0.0141 | no |" in lines
+    assert "| GLTA[x=1] | 1 | +0.0200 | +0.0200 | yes |" in lines
+    assert not any("BPR" in line for line in lines)  # a model without a stage 1 has no row
+    assert stage1_table([record("BPR", 1, 0.2)]) == ""
 
 
 def test_rows_parse_with_overrides():
