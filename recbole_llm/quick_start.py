@@ -81,7 +81,7 @@ def _fit_and_test(config, saved, verbose=True):
         # GLTA's and GAL-Rec's stage 1: trained, graph_checkpoint, cache (graph_cache) or run checkpoint.
         "graph_source": getattr(trainer, "graph_source", None),
         "graph_test_result": graph_test_result,
-        # The residual score fusion's learned scale and gate (GLTA, GAL-Rec with score_fusion: residual).
+        # The score fusion's scale and gate (GLTA, GAL-Rec): learned (residual) or chosen on validation (validated).
         "fusion": model.fusion_weights() if hasattr(model, "fusion_weights") else None,
         # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.
         "peak_gpu_mb": torch.cuda.max_memory_allocated(config["device"]) / 2**20 if config["device"].type == "cuda" else None,

@@ -293,7 +293,7 @@ def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(b
         shown, target = hop1[row][mask1[row]].tolist(), int(targets[row])
         assert times(shown) == sorted(times(shown)) and all(t <= time_of[user, target] for t in times(shown))
         if ratio:
-            assert target in model.lm_targets[user].tolist() and shown == model.lm_history[user][-4:].tolist()
+            assert target == model.lm_targets[user][0] and shown == model.lm_history[user][-4:].tolist()
         else:  # the items just before the target in the user's sequence
             sequence = model.sequences[user].tolist()
             position = sequence.index(target)

@@ -270,7 +270,8 @@ def test_a_bfloat16_backbone_trains_and_scores(base, tmp_path):
 
 def test_validated_fusion_picks_its_weight_on_validation_and_reloads(base, tmp_path):
     """``score_fusion: validated``: the LM head trains alone, then the weight of its standardised logits
-    that ranks best on validation is fused with stage 1; the saved model scores the same after a reload."""
+    that ranks best on validation is fused with stage 1; the saved model scores the same after a
+    reload, and running the finished command again makes the same choice."""
     config_dict = {**base, "checkpoint_dir": str(tmp_path), "score_fusion": "validated", "graph_epochs": 1,
                    "item_alignment_epochs": 1, "user_alignment_epochs": 2}
     config, model, trainer, train, valid, test = build(config_dict)
@@ -279,16 +280,21 @@ def test_validated_fusion_picks_its_weight_on_validation_and_reloads(base, tmp_p
     weights = model.fusion_weights()
     assert min(abs(w - weights["weight"]) for w in FUSION_WEIGHTS) < 1e-6
     assert not model.lm_alone() and model.lm_alone(training=True)
-    # The chosen weight is the best of the grid on validation, and no worse than stage 1 alone (weight 0).
-    with torch.no_grad(), model.scoring_stage1_alone():
-        stage1_score, _ = trainer._valid_epoch(valid)
-    assert best_score >= stage1_score
-    users = torch.tensor([1, 2, 3, 500])
+    everyone = torch.arange(model.n_users)
     with torch.no_grad():
-        graph = model.stage1_scores(users)
-        lm = model.lm_logits(users)
+        graph, lm = model.stage1_scores(everyone), model.lm_logits(everyone)
+        # Each part divided by its standard deviation over all real users and items, the LM's then weighted.
+        assert weights["scale"] == pytest.approx(1 / float(graph[1:, 1:].std()), rel=1e-4)
+        assert weights["gate"] == pytest.approx(weights["weight"] / float(lm[1:, 1:].std()), rel=1e-4)
+        # The returned validation score is the saved model's; stage 1 alone (weight 0) is no better.
+        assert trainer._valid_epoch(valid)[0] == pytest.approx(best_score)
+        with model.scoring_stage1_alone():
+            assert trainer._valid_epoch(valid)[0] <= best_score
+        users = torch.tensor([1, 2, 3, 500])
         fused = model.full_sort_predict({model.USER_ID: users})
-    torch.testing.assert_close(fused, weights["scale"] * graph + weights["gate"] * lm)
     _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
     with torch.no_grad():
         torch.testing.assert_close(reloaded.full_sort_predict({reloaded.USER_ID: users}), fused)
+    config, model, trainer, train, valid, test = build(config_dict)  # the finished command, run again
+    assert trainer.fit(train, valid, saved=True)[0] == pytest.approx(best_score)
+    assert model.fusion_weights() == pytest.approx(weights)

@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/probes/validated_fusion.py <GLTA-best.pth>
 
-Reads a GLTA (or GAL-Rec) checkpoint, scores every user once with the language model alone and with
-its frozen stage-1 LightGCN, and evaluates ``graph / std(graph) + w * lm / std(lm)`` for a grid of
+Reads a GLTA (or GAL-Rec) checkpoint of any ``score_fusion``, scores every user once with the
+language model alone (``lm_logits``) and with its frozen stage-1 LightGCN, and evaluates ``graph / std(graph) + w * lm / std(lm)`` for a grid of
 ``w`` through RecBole's evaluator on the validation and the test split (``w = 0`` is stage 1). The
 weight a user would pick is the one best on validation; its test row is what fusion would deliver.
 """
@@ -17,9 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 
+from recbole_llm.model.graph_stage import FUSION_WEIGHTS  # noqa: E402
 from recbole_llm.quick_start import load_data_and_model  # noqa: E402
-
-WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5)
 
 
 @torch.no_grad()
@@ -29,7 +28,7 @@ def all_scores(model, n_users, batch=64):
         users = torch.arange(start, min(start + batch, n_users))
         with model.scoring_stage1_alone():
             graph.append(model.full_sort_predict({model.USER_ID: users}).view(len(users), -1))
-        lm.append(model.lm_scores(users) if hasattr(model, "lm_scores") else model.full_sort_predict({model.USER_ID: users}))
+        lm.append(model.lm_logits(users))
     return torch.cat(graph), torch.cat(lm).view(n_users, -1)
 
 
@@ -44,11 +43,10 @@ def main(argv=None):
     graph, lm = graph / graph[1:, 1:].std(), lm / lm[1:, 1:].std()
     trainer = Trainer(config, model)
     rows = []
-    for w in WEIGHTS:
-        fused = graph + w * lm
-        model.full_sort_predict = lambda interaction, fused=fused: fused[interaction[model.USER_ID].cpu()]
-        v = trainer.evaluate(valid, load_best_model=False, show_progress=False)
-        t = trainer.evaluate(test, load_best_model=False, show_progress=False)
+    for w in FUSION_WEIGHTS:
+        with model.scoring_from(graph + w * lm):
+            v = trainer.evaluate(valid, load_best_model=False, show_progress=False)
+            t = trainer.evaluate(test, load_best_model=False, show_progress=False)
         rows.append((w, v["ndcg@10"], v["precision@10"], t["ndcg@10"], t["precision@10"]))
         print(f"| {w} | {v['ndcg@10']:.4f} | {v['precision@10']:.4f} | {t['ndcg@10']:.4f} | {t['precision@10']:.4f} |", flush=True)
     best = max(rows, key=lambda r: r[1])

@@ -81,6 +81,8 @@ class PromptBuilder:
     ):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        if share_prefix not in (True, False, "auto"):
+            raise ValueError(f"share_prefix must be True, False or 'auto', not {share_prefix!r}")
         self.tokenizer = tokenizer
         self.input_embeddings = input_embeddings
         self.padding_side = padding_side

@@ -86,7 +86,7 @@ from recbole_llm.data.neighbours import NeighbourSampler
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
-from recbole_llm.model.graph_stage import PretrainedGraphMixin
+from recbole_llm.model.graph_stage import PretrainedGraphMixin, latest
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
@@ -199,8 +199,6 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
             self.held_items = NeighbourSampler(dataset.copy(dataset.inter_feat[held]).inter_matrix(form="csr"))
         # On ordered data (order: TO) a user's 1-hop context is their latest training items, oldest first,
         # since leave-one-out asks what comes next; the training targets are the items that follow.
-        self.sequences = (self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
-                          if self.ordered else None)
         self.generator = torch.Generator().manual_seed(config["seed"])
         users = torch.arange(self.n_users)
         hop1 = self.latest_items(self.sequences, users) if self.ordered else None
@@ -255,18 +253,18 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         ids = torch.zeros(len(users), self.n_hop1, dtype=torch.long)
         mask = torch.zeros(len(users), self.n_hop1, dtype=torch.bool)
         for row, user in enumerate(users.tolist()):
-            end = len(sequences[user]) if ends is None else int(ends[row])
-            recent = sequences[user][max(end - self.n_hop1, 0):end]
+            recent = latest(sequences[user], self.n_hop1, None if ends is None else int(ends[row]))
             ids[row, :len(recent)] = torch.as_tensor(recent, dtype=torch.long)
             mask[row, :len(recent)] = True
         return ids, mask
 
     def _ordered_targets(self, users):
-        """Ordered data: (targets, 1-hop context) of a training batch. With held-out targets, a held-out item
-        after the user's latest kept items; otherwise a random position t >= 1 of the user's training
+        """Ordered data: (targets, 1-hop context) of a training batch. With held-out targets, the first held-out
+        item, which follows the user's latest kept items; otherwise a random position t >= 1 of the user's training
         sequence (SASRec's many prefixes), its item the target and the items before it the context."""
         if self.held_items is not None:
-            return self.held_items.pick(users.cpu(), self.generator), self.latest_items(self.lm_history, users)
+            targets = torch.tensor([int(self.lm_targets[u][0]) for u in users.tolist()])
+            return targets, self.latest_items(self.lm_history, users)
         lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
         ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
         ends = torch.where(lengths > 1, ends, torch.zeros_like(ends))

@@ -63,7 +63,7 @@ from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
-from recbole_llm.model.graph_stage import PretrainedGraphMixin
+from recbole_llm.model.graph_stage import PretrainedGraphMixin, latest
 from recbole_llm.model.item_head import GLLMHead
 
 
@@ -123,8 +123,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         # On ordered data (order: TO) a prompt shows the user's most recent training items, oldest first,
         # since leave-one-out asks what comes next; otherwise a fixed random subset, the same in every evaluation.
         if self.ordered:
-            in_time_order = self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
-            self.inference_history = [h[max(len(h) - self.max_history, 0):] for h in in_time_order]
+            self.inference_history = [latest(h, self.max_history) for h in self.sequences]
         else:
             rng = np.random.default_rng(config["seed"])
             self.inference_history = [h if len(h) <= self.max_history else rng.choice(h, self.max_history, replace=False)
@@ -209,7 +208,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
                 chosen, shown = items[order[:n_targets]], items[order[n_targets:n_targets + self.max_history]]
             elif self.ordered:
                 kept = self.lm_history[user]
-                chosen, shown = self.lm_targets[user][:k], kept[max(len(kept) - self.max_history, 0):]
+                chosen, shown = self.lm_targets[user][:k], latest(kept, self.max_history)
             else:
                 held, kept = self.lm_targets[user], self.lm_history[user]
                 chosen = held[torch.randperm(len(held)).numpy()[:k]]

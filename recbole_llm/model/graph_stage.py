@@ -4,7 +4,7 @@ GLLM head's scores over the frozen graph's item tokens, which both models rank a
 Both models keep the graph (``FastLightGCN``) as a submodule so that stage 1 trains through
 RecBole's pairwise batches, and its final embeddings as buffers that every later stage reads.
 
-Two additions beyond the papers, both config keys (``properties/glta-paper.yaml`` and
+Additions beyond the papers, each a config key (``properties/glta-paper.yaml`` and
 ``galrec-paper.yaml`` turn them off):
 
 - ``score_fusion: residual``: the final scores are ``scale · e_u·E_iᵀ + gate · LM logits``, with
@@ -19,6 +19,9 @@ Two additions beyond the papers, both config keys (``properties/glta-paper.yaml`
   predicts exactly the held-out interactions, scored on top of that graph, as a stacked ensemble is
   trained on what its base model did not see. At inference the fused score uses the LightGCN of all
   training interactions (``graph``), as a stacked ensemble refits its base model on all the data.
+- ``ordered_context``: under ``order: TO`` the held-out interactions are each user's most recent,
+  and the models show a user's latest training items (``self.sequences``, ``latest``) and predict
+  what follows, as leave-one-out evaluation asks.
 """
 
 import contextlib
@@ -34,6 +37,14 @@ from recbole_llm.model.fastlightgcn import FastLightGCN
 SCORE_FUSIONS = ("none", "residual", "validated")
 # The weights of the LM's standardised logits that ``score_fusion: validated`` tries on validation.
 FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5)
+# The keys that choose the held-out interactions: only the holdout graph's stage-1 cache depends on them.
+HOLDOUT_KEYS = frozenset({"lm_holdout_ratio", "ordered_context"})
+
+
+def latest(sequence, n, end=None):
+    """The up to ``n`` items of ``sequence`` before position ``end`` (default: its end), oldest first."""
+    end = len(sequence) if end is None else end
+    return sequence[max(end - n, 0):end]
 
 
 class PretrainedGraphMixin:
@@ -67,7 +78,12 @@ class PretrainedGraphMixin:
         any out; returns the held-out mask over ``dataset.inter_feat``. ``self.ordered``: the protocol
         orders each user's interactions in time (``order: TO``) and ``ordered_context`` is on, so the most
         recent ones are held out, and the models show and predict items in time order."""
-        self.ordered = config["eval_args"]["order"] == "TO" and config["ordered_context"] is not False
+        if config["ordered_context"] not in (None, True, False):
+            raise ConfigValueError(f"ordered_context={config['ordered_context']!r} is not a boolean. Fix: set it to True or False.")
+        self.ordered = config["eval_args"]["order"] == "TO" and config["ordered_context"] in (None, True)
+        # Each user's training items in time order (the split's order under TO).
+        self.sequences = (self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
+                          if self.ordered else None)
         held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], self.ordered)
         # The users the language-model stage trains on: those with a target to predict.
         users = dataset.inter_feat[dataset.uid_field]
@@ -91,7 +107,7 @@ class PretrainedGraphMixin:
         order = users.argsort(kind="stable")
         bounds = torch.searchsorted(torch.from_numpy(users[order]), torch.arange(self.n_users + 1)).numpy()
         # Views of one sorted copy: sorting inside the loop made a full copy per user, which each view
-        # then kept alive (38 GB on ml-1m).
+        # then kept alive.
         items = items[order]
         return [items[bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
 
@@ -184,6 +200,8 @@ class PretrainedGraphMixin:
             return self.fixed_scores[users.cpu()].to(self.device)
         if self.stage1_alone:
             return self.stage1_scores(users)
+        if self.score_fusion == "validated" and bool(self.fusion_chosen) and float(self.fusion_weight) == 0:
+            return self.fusion_scale * self.stage1_scores(users)  # stage 1 won on validation: no LM to run
         return self.fused_logits(users, self.lm_logits(users))
 
     @contextlib.contextmanager

@@ -38,7 +38,7 @@ from recbole.trainer import Trainer
 from recbole_llm.checkpoint import load_checkpoint, random_states, restore_random_states
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
-from recbole_llm.model.graph_stage import FUSION_WEIGHTS
+from recbole_llm.model.graph_stage import FUSION_WEIGHTS, HOLDOUT_KEYS
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.trainer.run_state import RunState, graph_digest, with_entries
 
@@ -47,7 +47,7 @@ def graph_cache_digest(config, model_class, holdout=False):
     """The stage-1 cache key of a run: its LightGCN of all training interactions (independent of
     ``lm_holdout_ratio`` and of ``ordered_context``, which choose the held-out interactions), or with
     ``holdout`` the LightGCN without the held-out interactions."""
-    ignored = model_class.LATER_STAGE_KEYS | (set() if holdout else {"lm_holdout_ratio", "ordered_context"})
+    ignored = model_class.LATER_STAGE_KEYS | (set() if holdout else HOLDOUT_KEYS)
     return graph_digest(config, ignored)
 
 
@@ -290,19 +290,24 @@ class GraphStageTrainer(RunState, Trainer):
         if latest.is_file():
             self._resume_last_stage(latest)
         batches.epoch = self.start_epoch
-        if getattr(self.model, "score_fusion", "none") == "residual" and self.start_epoch == 0 and self.epochs > 0 \
-                and valid_data is not None:
-            self._validate_start(valid_data, saved, show_progress)
-        result = self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
-                                          show_progress=show_progress, callback_fn=callback_fn)
+        if saved and 0 < self.epochs <= self.start_epoch and Path(self.saved_model_file).is_file():
+            # A finished stage, run again: RecBole's fit would save its last epoch as the best checkpoint.
+            result = self.best_valid_score, self.best_valid_result
+        else:
+            if getattr(self.model, "score_fusion", "none") == "residual" and self.start_epoch == 0 and self.epochs > 0 \
+                    and valid_data is not None:
+                self._validate_start(valid_data, saved, show_progress)
+            result = self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
+                                              show_progress=show_progress, callback_fn=callback_fn)
         if getattr(self.model, "score_fusion", "none") == "validated" and valid_data is not None:
             result = self.choose_fusion_weight(valid_data, saved)
         return result
 
     @torch.no_grad()
     def choose_fusion_weight(self, valid_data, saved):
-        """``score_fusion: validated``: fuse the LM stage's best checkpoint with stage 1 at the weight that
-        ranks best on validation, and save it as the best checkpoint. Returns that validation score and result.
+        """``score_fusion: validated``: fuse the LM stage's best checkpoint (without ``saved``: the model as the
+        stage left it) with stage 1 at the weight that ranks best on validation, and save it as the best
+        checkpoint. Returns that validation score and result.
 
         Stage 1's and the LM's scores of every user are computed once; each weight in ``FUSION_WEIGHTS``
         is then evaluated on them through RecBole's evaluator. Both are divided by their standard
@@ -310,12 +315,14 @@ class GraphStageTrainer(RunState, Trainer):
         which so stays the result unless the LM improves on it. Deterministic given the checkpoint, so a
         run resumed after this step picks the same weight again.
         """
-        model = self.model
+        model, epoch = self.model, self.start_epoch
+        self._barrier()  # rank 0's last save of the best checkpoint is on disk before any rank reads it
         if saved and Path(self.saved_model_file).is_file():
             best = load_checkpoint(self.saved_model_file, "delete it and run the same command: the last stage is "
                                    "trained again from its last finished epoch.", map_location=self.device)
             model.load_state_dict(best["state_dict"])
-        model.fusion_chosen.fill_(False)  # a resumed run's best checkpoint may hold an earlier choice
+            epoch = best["epoch"]
+        model.fusion_chosen.fill_(False)  # a rerun's best checkpoint holds the earlier choice
         model.eval()
         users_per_batch = max(1, self.config["eval_batch_size"] // model.n_items)
         graph, lm = [], []
@@ -326,18 +333,21 @@ class GraphStageTrainer(RunState, Trainer):
             lm.append(model.full_sort_predict({model.USER_ID: users}).float().cpu())
         graph, lm = torch.cat(graph), torch.cat(lm)
         graph_std, lm_std = float(graph[1:, 1:].std()), float(lm[1:, 1:].std())
+        lm_std = lm_std if lm_std > 0 else 1.0  # an LM that scores every item alike adds nothing at any weight
+        graph /= graph_std  # in place: on a large catalogue each matrix is a gigabyte
+        lm /= lm_std
         best = None
         for weight in FUSION_WEIGHTS:
-            with model.scoring_from(graph / graph_std + weight * lm / lm_std):
+            with model.scoring_from(graph + weight * lm if weight else graph):
                 score, result = self._valid_epoch(valid_data, show_progress=False)
             self.logger.info(f"score_fusion validated: weight {weight}: valid {self.valid_metric} {score:.4f}")
-            if best is None or score > best[1]:
+            if best is None or (score > best[1] if self.valid_metric_bigger else score < best[1]):
                 best = (weight, score, result)
         weight, self.best_valid_score, self.best_valid_result = best
         model.choose_fusion(graph_std, lm_std, weight)
         self.logger.info(f"score_fusion validated: chose weight {weight} (0 is stage 1 alone)")
         if saved and self._is_writer():
-            self._save_checkpoint(self.start_epoch, verbose=False)
+            self._save_checkpoint(epoch, verbose=False)
         return self.best_valid_score, self.best_valid_result
 
 
