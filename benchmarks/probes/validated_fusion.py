@@ -3,9 +3,10 @@
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/probes/validated_fusion.py <GLTA-best.pth>
 
 Reads a GLTA (or GAL-Rec) checkpoint of any ``score_fusion``, scores every user once with the
-language model alone (``lm_logits``) and with its frozen stage-1 LightGCN, and evaluates ``graph / std(graph) + w * lm / std(lm)`` for a grid of
-``w`` through RecBole's evaluator on the validation and the test split (``w = 0`` is stage 1). The
-weight a user would pick is the one best on validation; its test row is what fusion would deliver.
+language model alone (``lm_logits``) and with its frozen stage-1 LightGCN, and evaluates
+``graph / std(graph) + w * lm / std(lm)`` for each ``w`` of ``FUSION_WEIGHTS`` through RecBole's
+evaluator on the validation and the test split (``w = 0`` is stage 1). The weight a user would pick
+is the one best on validation; its test row is what ``score_fusion: validated`` would deliver.
 """
 
 import argparse
