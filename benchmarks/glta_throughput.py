@@ -58,25 +58,20 @@ def main(argv=None):
         loss = model.user_alignment_loss({model.USER_ID: users})
         loss.backward()
 
-    def glta_step_shared_once():
-        model.prompts.share_prefix = True
-        try:
-            glta_step()
-        finally:
-            model.prompts.share_prefix = "auto"
-
-    def glta_step_one_pass():
-        model.prompts.share_prefix = False
-        try:
-            glta_step()
-        finally:
-            model.prompts.share_prefix = "auto"
+    def glta_step_sharing(share_prefix):
+        def step():
+            model.prompts.share_prefix = share_prefix
+            try:
+                glta_step()
+            finally:
+                model.prompts.share_prefix = "auto"
+        return step
 
     def plain_step():
         inputs = plain_inputs.clone().requires_grad_(True)
         model.llm(inputs_embeds=inputs).last_hidden_state.sum().backward()
 
-    steps = {"default": glta_step, "shared once": glta_step_shared_once, "every prompt": glta_step_one_pass,
+    steps = {"default": glta_step, "shared once": glta_step_sharing(True), "every prompt": glta_step_sharing(False),
              "plain": plain_step}
     seconds = {name: [] for name in steps}
     for repeat in range(args.repeats + 1):
