@@ -33,18 +33,9 @@ PROPERTIES = Path(__file__).resolve().parent.parent / "recbole_llm" / "propertie
 
 
 def parse_variant(text):
+    """``name=key=value,key=value`` -> (name, ``--key=value`` overrides, read as the runner reads them)."""
     name, _, overrides = text.partition("=")
-    pairs = [pair.split("=", 1) for pair in overrides.split(",") if pair]
-    return name, {key: value for key, value in pairs}
-
-
-def typed(value):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"True": True, "False": False, "None": None}.get(value, value)
+    return name, [f"--{pair}" for pair in overrides.split(",") if pair]
 
 
 def main(argv=None):
@@ -58,12 +49,11 @@ def main(argv=None):
     variants = {}
     for text in args.variant:
         name, overrides = parse_variant(text)
-        config_dict = {key: typed(value) for key, value in overrides.items()}
-        config_dict.update(show_progress=False, state="WARNING")
+        config_dict = {"show_progress": False, "state": "WARNING"}
         if args.data_path:
             config_dict["data_path"] = args.data_path
         config = Config("GLTA", args.dataset, config_file_list=[str(PROPERTIES / f"{args.dataset}.yaml")],
-                        config_dict=config_dict)
+                        config_dict=config_dict, cmd_args=overrides)
         init_seed(config["seed"], True)
         train, _, _ = data_preparation(config, create_dataset(config))
         before = process.memory_info().rss

@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
+from benchmarks.harness import synchronize  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
@@ -78,11 +79,10 @@ def main(argv=None):
         for name, step in steps.items():
             for p in params:
                 p.grad = None
-            synchronize = torch.cuda.synchronize if config["device"].type == "cuda" else (lambda: None)
-            synchronize()
+            synchronize(config["device"])
             start = time.perf_counter()
             step()
-            synchronize()
+            synchronize(config["device"])
             if repeat:  # the first round warms up allocators and caches
                 seconds[name].append(time.perf_counter() - start)
 

@@ -41,6 +41,7 @@ from recbole.trainer import Trainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 from transformers import AutoTokenizer, LlamaConfig, LlamaModel  # noqa: E402
 
+from benchmarks.harness import synchronize  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
@@ -76,11 +77,6 @@ def write_random_backbone(shape, tokenizer_dir, folder, device):
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return n_params
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv=None):

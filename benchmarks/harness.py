@@ -43,6 +43,14 @@ TUNED_DIR = ROOT / "recbole_llm" / "properties" / "benchmark"
 _ROW = re.compile(r"^(?P<model>[^\[\]]+?)(?:\[(?P<overrides>.*)\])?$")
 
 
+def synchronize(device):
+    """Wait for the work queued on ``device`` (a GPU runs asynchronously), so that a host clock read next times it."""
+    if device.type == "cuda":
+        import torch  # only the timing scripts need it; the harness itself runs models in child processes
+
+        torch.cuda.synchronize(device)
+
+
 def parse_row(label):
     """``"GLTA[use_profile=False,lr=0.01]"`` -> ``("GLTA", ["--use_profile=False", "--lr=0.01"])``."""
     match = _ROW.match(label.strip())

@@ -322,15 +322,13 @@ class GraphStageTrainer(RunState, Trainer):
                                    "trained again from its last finished epoch.", map_location=self.device)
             model.load_state_dict(best["state_dict"])
             epoch = best["epoch"]
-        model.fusion_chosen.fill_(False)  # a rerun's best checkpoint holds the earlier choice
         model.eval()
         users_per_batch = max(1, self.config["eval_batch_size"] // model.n_items)
         graph, lm = [], []
         for start in range(0, model.n_users, users_per_batch):
             users = torch.arange(start, min(start + users_per_batch, model.n_users), device=self.device)
-            with model.scoring_stage1_alone():
-                graph.append(model.full_sort_predict({model.USER_ID: users}).float().cpu())
-            lm.append(model.full_sort_predict({model.USER_ID: users}).float().cpu())
+            graph.append(model.stage1_scores(users).float().cpu())
+            lm.append(model.lm_logits(users).float().cpu())
         graph, lm = torch.cat(graph), torch.cat(lm)
         graph_std, lm_std = float(graph[1:, 1:].std()), float(lm[1:, 1:].std())
         lm_std = lm_std if lm_std > 0 else 1.0  # an LM that scores every item alike adds nothing at any weight
