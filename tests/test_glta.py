@@ -298,3 +298,19 @@ def test_validated_fusion_picks_its_weight_on_validation_and_reloads(base, tmp_p
     config, model, trainer, train, valid, test = build(config_dict)  # the finished command, run again
     assert trainer.fit(train, valid, saved=True)[0] == pytest.approx(best_score)
     assert model.fusion_weights() == pytest.approx(weights)
+
+
+def test_early_stopped_last_stage_is_not_trained_again_by_the_same_command(base, tmp_path, monkeypatch):
+    """A run whose stage 3 early-stopped, run again, keeps its result: RecBole's fit would resume after the
+    last epoch (below ``user_alignment_epochs``) and train one more before stopping again."""
+    valid_score = iter(range(100, 0, -1))  # every validation below the one before: no gain after the first
+    monkeypatch.setattr(GLTATrainer, "_valid_epoch",
+                        lambda self, data, show_progress=False: (score := next(valid_score) / 1000, {"ndcg@10": score}))
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "item_alignment_epochs": 1,
+                   "user_alignment_epochs": 6, "stopping_step": 1}
+    config, model, trainer, train, valid, test = build(config_dict)
+    best = trainer.fit(train, valid, saved=True)
+    assert len(trainer.stage_seconds_per_epoch["user_alignment"]) == 2  # stopped after 2 epochs without gain
+    config, model, trainer, train, valid, test = build(config_dict)  # the same command, run again
+    assert trainer.fit(train, valid, saved=True) == best
+    assert trainer.stage_seconds_per_epoch["user_alignment"] == []

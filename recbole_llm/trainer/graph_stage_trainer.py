@@ -98,6 +98,8 @@ class GraphStageTrainer(RunState, Trainer):
         self.graph_source = None  # where stage 1 came from: trained, graph_checkpoint, cache or run checkpoint
         self.rank = 0 if config["single_spec"] else config["local_rank"]
         self.world_size = 1 if config["single_spec"] else config["world_size"]
+        self._last_epoch = None  # the last stage's last finished epoch in this process
+        self._stopped = False  # whether the run this one resumes ended its last stage by early stopping
 
     def _batches(self, field, ids, batch_size, dataset, group=1):
         return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size)
@@ -257,13 +259,15 @@ class GraphStageTrainer(RunState, Trainer):
             self.stage_loss_per_epoch[self.STAGES[-1]].append(loss)
         return loss
 
-    def _save_latest(self, epoch_idx, loss=None):
+    def _save_latest(self, epoch_idx, loss=None, stopped=False):
         """The last stage after ``epoch_idx`` with the random states its next epoch draws its targets from
-        (RecBole's ``_save_checkpoint`` keeps none, so a resumed run trained on other targets)."""
+        (RecBole's ``_save_checkpoint`` keeps none, so a resumed run trained on other targets). ``stopped``:
+        early stopping ended the stage there, so a run of the same command does not train it further."""
+        self._last_epoch = epoch_idx
         if self._is_writer():
-            atomic_save({"epoch": epoch_idx, "cur_step": self.cur_step, "best_valid_score": self.best_valid_score,
-                         "best_valid_result": self.best_valid_result, "state_dict": self.model.state_dict(),
-                         "optimizer": self.optimizer.state_dict(),
+            atomic_save({"epoch": epoch_idx, "stopped": stopped, "cur_step": self.cur_step,
+                         "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
+                         "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "rng": random_states(**self._random_generators())}, self.run_dir / self.LATEST_FILE)
 
     def _resume_last_stage(self, path):
@@ -272,6 +276,7 @@ class GraphStageTrainer(RunState, Trainer):
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.start_epoch, self.cur_step = checkpoint["epoch"] + 1, checkpoint["cur_step"]
         self.best_valid_score, self.best_valid_result = checkpoint["best_valid_score"], checkpoint["best_valid_result"]
+        self._stopped = checkpoint.get("stopped", False)
 
     def _validate_start(self, valid_data, saved, show_progress):
         """Validate before the last stage's first epoch: with the fusion's gate at 0 this is stage 1's ranking,
@@ -290,15 +295,20 @@ class GraphStageTrainer(RunState, Trainer):
         if latest.is_file():
             self._resume_last_stage(latest)
         batches.epoch = self.start_epoch
-        if saved and 0 < self.epochs <= self.start_epoch and Path(self.saved_model_file).is_file():
-            # A finished stage, run again: RecBole's fit would save its last epoch as the best checkpoint.
+        finished = 0 < self.epochs <= self.start_epoch or (self.start_epoch > 0 and self._stopped)
+        if saved and finished and Path(self.saved_model_file).is_file():
+            # A finished stage, run again: RecBole's fit would save its last epoch as the best checkpoint,
+            # and after an early stop it would train one more epoch.
             result = self.best_valid_score, self.best_valid_result
         else:
             if getattr(self.model, "score_fusion", "none") == "residual" and self.start_epoch == 0 and self.epochs > 0 \
                     and valid_data is not None:
                 self._validate_start(valid_data, saved, show_progress)
+            self._last_epoch = None
             result = self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
                                               show_progress=show_progress, callback_fn=callback_fn)
+            if self._last_epoch is not None and self._last_epoch + 1 < self.epochs:
+                self._save_latest(self._last_epoch, stopped=True)  # fit's loop ended early: early stopping
         if getattr(self.model, "score_fusion", "none") == "validated" and valid_data is not None:
             result = self.choose_fusion_weight(valid_data, saved)
         return result
