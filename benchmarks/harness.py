@@ -150,9 +150,10 @@ def run_child(spec):
         config_dict["graph_cache_dir"] = spec["graph_cache_dir"]
     if spec["data_path"]:
         config_dict["data_path"] = spec["data_path"]
+    # Before the run: the commit is the code the run imports, even if the checkout changes while it trains.
+    device, versions = environment()
     result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
                              config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
-    device, versions = environment()
     train = result["train_seconds_per_epoch"]
     stages = result["stage_seconds_per_epoch"]
     return {
