@@ -85,4 +85,8 @@ wait
 # The same with ten stage-3 targets per prompt (k, three before): about three times the supervision
 # per forward pass, for an LM head that was still gaining on validation after 30 epochs.
 on_core 1 --seeds 2021,2020,2022 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30,user_alignment_targets=10]"
+# The defaults with 40 history items in a prompt (20 before), so the LM reads more of what the graph sees.
+on_core 1 --seeds 2022 --models "GLTA[max_history=40]" &
+on_core 0 --seeds 2020 --models "GLTA[max_history=40]"
+wait
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
