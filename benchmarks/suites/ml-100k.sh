@@ -89,4 +89,5 @@ on_core 1 --seeds 2021,2020,2022 --models "GLTA[score_fusion=validated,lm_holdou
 on_core 1 --seeds 2022 --models "GLTA[max_history=40]" &
 on_core 0 --seeds 2020 --models "GLTA[max_history=40]"
 wait
+OMP_NUM_THREADS=2 python benchmarks/run.py --dataset ml-100k --protocol "$P" --seeds 2021 --models "GLTA[max_history=40]"
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
