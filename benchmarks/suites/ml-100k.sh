@@ -30,7 +30,7 @@ if [[ "${TUNE:-0}" == 1 ]]; then
 fi
 
 # Three seeds: GLTA (core 0) and the stock baselines (core 1).
-on_core 0 --seeds 2020,2021,2022 --models "GLTA[score_fusion=none,lm_holdout_ratio=0]" &
+on_core 0 --seeds 2020,2021,2022 --models "GLTA[score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
 on_core 1 --seeds 2020,2021,2022 --models Pop,EASE,BPR,FastLightGCN,MultiVAE,NeuMF &
 wait
 # One seed: GAL-Rec and its variants, GLTA's earlier head and ablations (core 0); the papers'
@@ -38,28 +38,28 @@ wait
 on_core 0 --seeds 2020 --models "GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=6,gllm_head=tied,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=6,use_l1=False,use_l2=False,use_l3=False,score_fusion=none,lm_holdout_ratio=0]" &
 on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen,LightGCN" &
 wait
-on_core 0 --seeds 2020 --models "GLTA[user_alignment=False,score_fusion=none,lm_holdout_ratio=0],GLTA[item_alignment=False,score_fusion=none,lm_holdout_ratio=0]"
-on_core 0 --seeds 2020,2021,2022 --models "GLTA[gllm_head=item_tokens,score_fusion=none,lm_holdout_ratio=0]" &
-on_core 1 --seeds 2020 --models "GLTA[gllm_head=item_tokens,user_alignment=False,score_fusion=none,lm_holdout_ratio=0],GLTA[gllm_head=item_tokens,item_alignment=False,score_fusion=none,lm_holdout_ratio=0]" &
+on_core 0 --seeds 2020 --models "GLTA[user_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20],GLTA[item_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
+on_core 0 --seeds 2020,2021,2022 --models "GLTA[gllm_head=item_tokens,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
+on_core 1 --seeds 2020 --models "GLTA[gllm_head=item_tokens,user_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20],GLTA[gllm_head=item_tokens,item_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
 wait
 # The stock rows with RecBole's default values where tuning chose others, as run before tuning
 # (kept for comparison; MultiVAE's and NeuMF's choices are RecBole's defaults).
 on_core 1 --seeds 2020,2021,2022 --models "EASE[reg_weight=250.0],FastLightGCN[learning_rate=0.001,reg_weight=1e-5]"
 on_core 1 --seeds 2020 --models "LightGCN[learning_rate=0.001,reg_weight=1e-5]"
 # GLTA's third head; HCCF+ again after its hypergraphs moved to the ID embeddings (78769f0).
-on_core 0 --seeds 2020 --models "GLTA[gllm_head=linear,score_fusion=none,lm_holdout_ratio=0]" &
+on_core 0 --seeds 2020 --models "GLTA[gllm_head=linear,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
 on_core 1 --seeds 2020 --models "HCCF+" &
 wait
 # GLTA trained longer in stage 3 (about 45 minutes a seed), and GAL-Rec's L0 alone for 20 epochs.
-on_core 0 --seeds 2020,2021,2022 --models "GLTA[user_alignment_epochs=30,score_fusion=none,lm_holdout_ratio=0]" &
+on_core 0 --seeds 2020,2021,2022 --models "GLTA[user_alignment_epochs=30,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
 on_core 1 --seeds 2020 --models "GALRec[epochs=20,use_l1=False,use_l2=False,use_l3=False,score_fusion=none,lm_holdout_ratio=0]"
 wait
 # GLTA with the generated profile and prediction texts (14 min of generation each, then cached).
-on_core 0 --seeds 2020 --models "GLTA[use_profile=True,use_prediction=True,score_fusion=none,lm_holdout_ratio=0]"
+on_core 0 --seeds 2020 --models "GLTA[use_profile=True,use_prediction=True,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
 # GAL-Rec's head on standardised LM states (head_norm=batch); the second row reuses the first's stage 1.
 on_core 0 --seeds 2020 --models "GALRec[epochs=6,use_l1=False,use_l2=False,use_l3=False,head_norm=batch,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=6,head_norm=batch,score_fusion=none,lm_holdout_ratio=0]" &
 # GLTA's profile/prediction ablations (texts cached by the row above).
-on_core 1 --seeds 2020 --models "GLTA[use_profile=True,score_fusion=none,lm_holdout_ratio=0],GLTA[use_prediction=True,score_fusion=none,lm_holdout_ratio=0]"
+on_core 1 --seeds 2020 --models "GLTA[use_profile=True,score_fusion=none,lm_holdout_ratio=0,max_history=20],GLTA[use_prediction=True,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
 wait
 # Stock LightGCN on the other two seeds, beside FastLightGCN's (issue 8: same config and seeds).
 on_core 1 --seeds 2021,2022 --models LightGCN
@@ -68,26 +68,27 @@ if [[ "${MORE:-0}" == 1 ]]; then
   on_core 1 --seeds 2021,2022 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen"
 fi
 
-# Issue 21: GLTA's defaults since then (score fusion with its stage 1, stage-3 targets held out of
-# the graph the LM reads), three seeds; the rows above ran the paper's path (score_fusion=none,
-# lm_holdout_ratio=0, the defaults of their time). Then item text with a trainable item side, and
+# Issue 21: score fusion with its stage 1 and stage-3 targets held out of the graph the LM reads, with
+# 20 history items (the defaults until 40 replaced 20), three seeds; the rows above ran the paper's
+# path (score_fusion=none, lm_holdout_ratio=0, max_history=20, the defaults of their time). Then item text with a trainable item side, and
 # the free Linear head (item_tokens) on the residual path.
-on_core 0 --seeds 2020,2021 --models GLTA &
-on_core 1 --seeds 2022 --models GLTA
+on_core 0 --seeds 2020,2021 --models "GLTA[max_history=20]" &
+on_core 1 --seeds 2022 --models "GLTA[max_history=20]"
 wait
-on_core 1 --seeds 2020 --models "GLTA[use_item_text=True,train_item_side=True]" &
-on_core 0 --seeds 2020 --models "GLTA[gllm_head=item_tokens]"
+on_core 1 --seeds 2020 --models "GLTA[use_item_text=True,train_item_side=True,max_history=20]" &
+on_core 0 --seeds 2020 --models "GLTA[gllm_head=item_tokens,max_history=20]"
 wait
 # The paper's LM trained 30 epochs, then fused with stage 1 at the weight chosen on validation.
-on_core 0 --seeds 2020,2021 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30]" &
-on_core 1 --seeds 2022 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30]"
+on_core 0 --seeds 2020,2021 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30,max_history=20]" &
+on_core 1 --seeds 2022 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30,max_history=20]"
 wait
 # The same with ten stage-3 targets per prompt (k, three before): about three times the supervision
 # per forward pass, for an LM head that was still gaining on validation after 30 epochs.
-on_core 1 --seeds 2021,2020,2022 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30,user_alignment_targets=10]"
-# The defaults with 40 history items in a prompt (20 before), so the LM reads more of what the graph sees.
-on_core 1 --seeds 2022 --models "GLTA[max_history=40]" &
-on_core 0 --seeds 2020 --models "GLTA[max_history=40]"
+on_core 1 --seeds 2021,2020,2022 --models "GLTA[score_fusion=validated,lm_holdout_ratio=0,user_alignment_epochs=30,user_alignment_targets=10,max_history=20]"
+# GLTA's defaults since: the same with 40 history items in a prompt, so the LM reads more of what the
+# graph sees (run as GLTA[max_history=40] while 20 was the default, relabelled when 40 became it).
+on_core 1 --seeds 2022 --models "GLTA" &
+on_core 0 --seeds 2020 --models "GLTA"
 wait
-OMP_NUM_THREADS=2 python benchmarks/run.py --dataset ml-100k --protocol "$P" --seeds 2021 --models "GLTA[max_history=40]"
+OMP_NUM_THREADS=2 python benchmarks/run.py --dataset ml-100k --protocol "$P" --seeds 2021 --models "GLTA"
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only

@@ -31,6 +31,9 @@ run on the default CPU backbone, ranked below the LightGCN it starts from; resul
 - ``use_item_text``: item tokens are P_i(E_i) + P_t(text_i), text_i the frozen embedding of the
   item's description (GAL-Rec's item tokens); P_t starts at zero and trains in stage 2.
 - ``train_item_side``: stage 3 trains the item projectors too, so the tied head's item vectors move.
+- ``max_history: 40``: prompts show up to 40 training items (the paper states no number; its path
+  here keeps 20). With the residual fusion the longer history is what ranks above stage 1
+  (benchmarks/notes/ml-100k.md, "Issue 21").
 
 Choices where the paper is silent (each a config key):
 
