@@ -159,21 +159,22 @@ def test_shared_start_runs_once_with_the_same_states(request, monkeypatch, archi
 
     lm = request.getfixturevalue(architecture)
     model, tokenizer = lm
-    batch = _builder(lm, padding_side).build(_shared_start_prompts())
+    builder = _builder(lm, padding_side)
+    batch = builder.build(_shared_start_prompts())
     instruction = tokenizer("Select items interacted by the user. User token: ", add_special_tokens=False).input_ids
     assert batch.shared_length == 1 + len(instruction)  # BOS + the instruction
+    builder.share_prefix = False
+    whole_batch = builder.build(_shared_start_prompts())
 
     calls = []
     once = prompt_module._hidden_with_shared_part_once
     monkeypatch.setattr(prompt_module, "_hidden_with_shared_part_once", lambda *a: calls.append(1) or once(*a))
     with torch.no_grad():
         shared_once = _all_states(model, batch)
-        monkeypatch.setattr(prompt_module, "_runs_shared_part_once", lambda *a: False)
-        one_pass = _all_states(model, batch)
+        one_pass = _all_states(model, whole_batch)
     assert calls == [1]
     real = batch.attention_mask.bool()
     torch.testing.assert_close(shared_once[real], one_pass[real], atol=1e-5, rtol=1e-5)
-
 
 
 def test_share_prefix_off_runs_every_prompt_whole_with_the_same_states(llama, monkeypatch):
@@ -195,9 +196,8 @@ def test_share_prefix_off_runs_every_prompt_whole_with_the_same_states(llama, mo
     real = shared_batch.attention_mask.bool()
     torch.testing.assert_close(shared_once[real], whole[real], atol=1e-5, rtol=1e-5)
 
-def test_shared_start_gives_lora_and_soft_tokens_the_same_gradients(tiny_llm_path, monkeypatch):
-    import recbole_llm.llm.prompt as prompt_module
 
+def test_shared_start_gives_lora_and_soft_tokens_the_same_gradients(tiny_llm_path):
     causal, tokenizer = load_backbone({"llm_path": tiny_llm_path, "lora_r": 2}, causal_lm=True)
     lora = [p for p in causal.parameters() if p.requires_grad]
     torch.manual_seed(0)
@@ -212,8 +212,9 @@ def test_shared_start_gives_lora_and_soft_tokens_the_same_gradients(tiny_llm_pat
         hidden_at(causal, builder.build(prompts), "slot").square().sum().backward()
         return [p.grad.clone() for p in lora] + [s.grad for s in soft]
 
+    assert builder.build(_shared_start_prompts()).shared_length > 1
     shared_once = gradients()
-    monkeypatch.setattr(prompt_module, "_runs_shared_part_once", lambda *a: False)
+    builder.share_prefix = False  # every prompt run whole, as a one-pass forward does
     one_pass = gradients()
     assert all(g.abs().sum() > 0 for g in shared_once)
     for a, b in zip(shared_once, one_pass):
