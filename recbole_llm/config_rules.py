@@ -108,14 +108,24 @@ RULES = {
 }
 
 
+def check_value(key, value):
+    """Raise a ``ConfigValueError`` naming the fix if ``value`` breaks the rule of ``key`` in ``RULES``.
+
+    Models and trainers built without the plugin's ``Config`` (RecBole's own, a dict) call this for
+    the keys they read, so a bad value gets the same message either way.
+    """
+    rule = RULES[key]
+    if not rule.accepts(value):
+        shown = "nothing" if value == "" else repr(value)
+        raise ConfigValueError(f"{key}={shown} is not usable: {key} must be {rule.describe()}. "
+                               f"Fix: pass --{key}=<{rule.describe()}> or leave it out for the default.")
+
+
 def check_values(config_dict):
     """Raise a ``ConfigValueError`` for the first key of ``RULES`` whose value breaks its rule."""
-    for key, rule in RULES.items():
-        if key in config_dict and not rule.accepts(config_dict[key]):
-            value = config_dict[key]
-            shown = "nothing" if value == "" else repr(value)
-            raise ConfigValueError(f"{key}={shown} is not usable: {key} must be {rule.describe()}. "
-                                   f"Fix: pass --{key}=<{rule.describe()}> or leave it out for the default.")
+    for key in RULES:
+        if key in config_dict:
+            check_value(key, config_dict[key])
 
 
 def _yaml_keys(path):

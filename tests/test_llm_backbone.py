@@ -93,6 +93,13 @@ def test_bad_dtype(tiny_llm_path):
         load_backbone({"llm_path": tiny_llm_path, "llm_dtype": "fp8"})
 
 
+@pytest.mark.parametrize("lora_r", [-1, 1.5, True])
+def test_bad_lora_rank_gets_the_config_tables_message(tiny_llm_path, lora_r):
+    # Built from a plain dict, without the plugin's Config: the same rule and message as --lora_r.
+    with pytest.raises(ConfigValueError, match=r"lora_r=.* is not usable: lora_r must be an integer >= 0 or ~"):
+        load_backbone({"llm_path": tiny_llm_path, "lora_r": lora_r})
+
+
 def test_lora_trains_only_adapters(tiny_llm_path):
     config = {"llm_path": tiny_llm_path, "lora_r": 4, "lora_target_modules": ["q_proj", "o_proj"]}
     model, tokenizer = load_backbone(config)

@@ -34,6 +34,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from recbole_llm.config_rules import check_value
 from recbole_llm.errors import ConfigValueError, LLMLoadError
 from recbole_llm.helpers import cache_root, option
 
@@ -224,8 +225,7 @@ def load_backbone(config, causal_lm: bool = False) -> tuple[PreTrainedModel, Pre
     if dtype_name not in DTYPES:
         raise ConfigValueError(f"llm_dtype={dtype_name!r} is not supported; use one of {', '.join(DTYPES)}.")
     lora_r = option(config, "lora_r", 0)
-    if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 0:
-        raise ConfigValueError(f"lora_r={lora_r!r} must be an integer >= 0 (0 disables LoRA).")
+    check_value("lora_r", lora_r)
 
     path = resolve_llm_path(llm_path, option(config, "llm_cache_dir", None))
     if path == llm_path and not os.path.isdir(path):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_llm.data.text_embedding import text_embeddings
-from recbole_llm.errors import ConfigValueError
+from recbole_llm.config_rules import check_value
 from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.model.graph import lightgcn_propagate, split_users_items
 from recbole_llm.model.text_fusion import centred_unit_rows
@@ -33,13 +33,9 @@ def register_profile_embeddings(model, config, dataset):
 
 
 def check_alignment_config(config):
-    """``kd_weight`` >= 0 and ``kd_temperature`` > 0, else a ConfigValueError naming the fix."""
-    if not config["kd_weight"] >= 0:
-        raise ConfigValueError(f"kd_weight={config['kd_weight']!r} must be >= 0 (0 turns the alignment off). "
-                               "Fix: pass e.g. --kd_weight=0.01.")
-    if not config["kd_temperature"] > 0:
-        raise ConfigValueError(f"kd_temperature={config['kd_temperature']!r} must be > 0. "
-                               "Fix: pass e.g. --kd_temperature=0.2.")
+    """``kd_weight`` >= 0 (0 turns the alignment off) and ``kd_temperature`` > 0, else a ConfigValueError."""
+    check_value("kd_weight", config["kd_weight"])
+    check_value("kd_temperature", config["kd_temperature"])
 
 
 class ProfileMLP(nn.Sequential):

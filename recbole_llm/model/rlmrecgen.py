@@ -9,6 +9,7 @@ Reference:
 import torch
 from torch import nn
 
+from recbole_llm.config_rules import check_value
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.graph import split_users_items
 from recbole_llm.model.rlmrec import ProfileMLP, RLMRecLightGCN, info_nce
@@ -47,8 +48,7 @@ class RLMRecGen(RLMRecLightGCN):
         super().__init__(config, dataset)
         self.mask_ratio = config["mask_ratio"]
         self.mask_scope = config["mask_scope"]
-        if not 0 < self.mask_ratio <= 1:
-            raise ConfigValueError(f"mask_ratio={self.mask_ratio!r} must be in (0, 1]. Fix: pass e.g. --mask_ratio=0.1.")
+        check_value("mask_ratio", self.mask_ratio)
         if self.mask_scope not in MASK_SCOPES:
             raise ConfigValueError(f"mask_scope={self.mask_scope!r} is not one of {', '.join(MASK_SCOPES)}. "
                                    "Fix: pass --mask_scope=batch or --mask_scope=graph.")

@@ -13,7 +13,7 @@ cheapest: no ``no_sync``).
 
 import torch
 
-from recbole_llm.errors import ConfigValueError
+from recbole_llm.config_rules import check_value
 
 
 class GradientAccumulation:
@@ -54,7 +54,6 @@ class GradientAccumulation:
 def accumulate(optimizer, config):
     """``optimizer`` itself, or wrapped when ``gradient_accumulation_steps`` > 1."""
     steps = config["gradient_accumulation_steps"] if "gradient_accumulation_steps" in config else None
+    check_value("gradient_accumulation_steps", steps)
     steps = 1 if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigValueError(f"gradient_accumulation_steps={steps!r} must be an integer >= 1 (1 = no accumulation).")
     return optimizer if steps == 1 else GradientAccumulation(optimizer, steps)
