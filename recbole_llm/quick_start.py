@@ -224,6 +224,8 @@ def load_data_and_model(model_file, dataset=None, data_path=None):
     if config["device"].type == "cuda" and not torch.cuda.is_available():
         config["device"] = torch.device("cpu")
     check_dataset_files(config)
+    # An unpickled Config skips __init__, which sets the numpy aliases (np.float, ...) RecBole's metrics read.
+    config.compatibility_settings()
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)

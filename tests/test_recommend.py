@@ -2,6 +2,8 @@
 
 import csv
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -103,3 +105,14 @@ def test_runner_checkpoints_load_weights_only_and_recbole_ones_say_they_cannot(s
         compat.load_checkpoint(recbole_file)
     warnings = [r for r in caplog.records if "weights_only=True" in r.getMessage()]
     assert len(warnings) == 1 and "trust" in warnings[0].getMessage()
+
+
+def test_a_loaded_model_evaluates_in_a_fresh_process(saved):
+    # RecBole's metrics read np.float, which only Config's __init__ defines; a Config unpickled from a
+    # checkpoint skips it. A fresh process, because this one already built Configs.
+    code = ("import sys\nfrom recbole.trainer import Trainer\nfrom recbole_llm.quick_start import load_data_and_model\n"
+            "config, model, _, _, _, test = load_data_and_model(sys.argv[1])\n"
+            "print(Trainer(config, model).evaluate(test, load_best_model=False, show_progress=False)['ndcg@10'])")
+    done = subprocess.run([sys.executable, "-c", code, saved["LightGCN"]], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 0 < float(done.stdout.strip().splitlines()[-1]) <= 1

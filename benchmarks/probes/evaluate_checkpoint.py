@@ -26,8 +26,6 @@ def main(argv=None):
     parser.add_argument("checkpoint")
     args = parser.parse_args(argv)
     config, model, _, _, valid, test = load_data_and_model(args.checkpoint)
-    config.compatibility_settings()  # RecBole's evaluator reads numpy aliases a fresh Config restores
-    model.eval()
     trainer = Trainer(config, model)
     print(f"checkpoint {args.checkpoint}: {config['model']} on {config['dataset']}, seed {config['seed']}")
     if model.score_fusion == "residual":

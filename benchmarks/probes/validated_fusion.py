@@ -38,8 +38,6 @@ def main(argv=None):
     parser.add_argument("checkpoint")
     args = parser.parse_args(argv)
     config, model, dataset, train, valid, test = load_data_and_model(args.checkpoint)
-    config.compatibility_settings()  # RecBole's evaluator reads numpy aliases a fresh Config restores
-    model.eval()
     graph, lm = all_scores(model, dataset.user_num)
     graph, lm = graph / graph[1:, 1:].std(), lm / lm[1:, 1:].std()
     trainer = Trainer(config, model)
