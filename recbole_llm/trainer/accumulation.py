@@ -14,6 +14,7 @@ cheapest: no ``no_sync``).
 import torch
 
 from recbole_llm.config_rules import check_value
+from recbole_llm.helpers import option
 
 
 class GradientAccumulation:
@@ -53,7 +54,6 @@ class GradientAccumulation:
 
 def accumulate(optimizer, config):
     """``optimizer`` itself, or wrapped when ``gradient_accumulation_steps`` > 1."""
-    steps = config["gradient_accumulation_steps"] if "gradient_accumulation_steps" in config else None
+    steps = option(config, "gradient_accumulation_steps", 1)
     check_value("gradient_accumulation_steps", steps)
-    steps = 1 if steps is None else steps
     return optimizer if steps == 1 else GradientAccumulation(optimizer, steps)
