@@ -242,12 +242,34 @@ def tuning_twin(tuning_store, model, dataset, protocol, seed):
     return None
 
 
+def run_to_end(argv, log):
+    """Run one row's process with its output in ``log``; returns its exit status.
+
+    If this process is stopped meanwhile (Ctrl-C, or SIGTERM once ``run.py`` turns it into an
+    exit), the row's process is stopped too instead of training on unwatched; its checkpoints stay,
+    so the next run of the same row resumes.
+    """
+    child = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
-             progress=print, tuning_store=None):
+             progress=print, tuning_store=None, keep_checkpoints=False):
     """Run every (row, seed) not yet in ``store``, each in its own process; returns the store.
 
     With ``tuning_store``, a plain ``Model`` row whose tuned grid point was already trained on this
     seed (``tuning_twin``) is copied from it, marked ``reused_from``, instead of being run again.
+    A finished row's checkpoints are deleted once its record is stored, unless ``keep_checkpoints``
+    (to evaluate the best model again, e.g. with ``benchmarks/probes/evaluate_checkpoint.py``).
     """
     todo = [(row, seed) for row in rows for seed in seeds]
     log_dir = Path(log_dir or ROOT / "log" / "benchmarks" / dataset)
@@ -279,13 +301,13 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
             spec_path.write_text(json.dumps(spec))
             with open(log_path, "w") as log:
-                done = subprocess.run([sys.executable, __file__, str(spec_path), str(result_path)], cwd=ROOT,
-                                      stdout=log, stderr=subprocess.STDOUT)
-            if done.returncode != 0:
-                raise RuntimeError(f"{tag} failed (exit {done.returncode}); see {log_path}")
+                returncode = run_to_end([sys.executable, __file__, str(spec_path), str(result_path)], log)
+            if returncode != 0:
+                raise RuntimeError(f"{tag} failed (exit {returncode}); see {log_path}")
             record = json.loads(result_path.read_text())
         store.add(record)
-        shutil.rmtree(spec["checkpoint_dir"], ignore_errors=True)
+        if not keep_checkpoints:
+            shutil.rmtree(spec["checkpoint_dir"], ignore_errors=True)
         key = next((k for k in ("ndcg@10", "hit@10") if k in record["test"]), next(iter(record["test"])))
         progress(f"{tag}: {key}={record['test'][key]:.4f}, best epoch {record['best_epoch']}, "
                  f"{record['train_s_per_epoch']:.2f} s/epoch, {time.perf_counter() - start:.0f} s")

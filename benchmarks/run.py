@@ -10,6 +10,7 @@ rebuilds the table and chart from the records. Rows are ``Model`` or ``Model[key
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def split_rows(text):
     return [row for row in rows + [current.strip()] if row]
 
 
+def stop_on_sigterm():
+    """Turn SIGTERM into an ordinary exit, so ``run_to_end`` stops the row it is running as well."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
@@ -45,6 +51,8 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="only rebuild the table and chart")
     parser.add_argument("--rerun-tuned", action="store_true",
                         help="train a tuned Model row again even when tune.py already ran its values on that seed")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep each finished row's checkpoints in .<dataset>.checkpoints/ beside the results")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -53,7 +61,7 @@ def main(argv=None):
     if not args.report_only:
         command = "python benchmarks/run.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
         run_rows(split_rows(args.models), args.dataset, args.protocol, [int(s) for s in args.seeds.split(",")],
-                 store, data_path=args.data_path, harness_command=command,
+                 store, data_path=args.data_path, harness_command=command, keep_checkpoints=args.keep_checkpoints,
                  tuning_store=None if args.rerun_tuned else RecordStore(out / "tuning" / f"{args.dataset}.json"))
     records = [r for r in store.read() if r["dataset"] == args.dataset]
     if not records:
@@ -71,4 +79,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(main())

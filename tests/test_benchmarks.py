@@ -1,11 +1,16 @@
 """The benchmark harness: rows, records, resume, atomic store, table and chart."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from benchmarks.harness import RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows, safe_name
+from benchmarks.harness import ROOT, RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows, safe_name
 from benchmarks.report import markdown_table, stage1_table
 from benchmarks.run import main, split_rows
 
@@ -109,6 +114,45 @@ def test_failed_run_leaves_earlier_records_intact(tmp_path):
         run_rows(["NoSuchModel"], "ml-100k", str(protocol), [1], store, log_dir=tmp_path / "logs", progress=lambda m: None)
     assert [r["label"] for r in RecordStore(tmp_path / "r.json").records] == ["A"]
     assert "Unknown model" in (tmp_path / "logs" / "NoSuchModel-1.log").read_text()
+
+
+def test_keep_checkpoints_leaves_the_finished_rows_best_model(tmp_path):
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    store = RecordStore(tmp_path / "r.json")
+    run_rows(["BPR"], "ml-100k", str(protocol), [1], store, log_dir=tmp_path / "logs", progress=lambda m: None,
+             keep_checkpoints=True)
+    assert [r["label"] for r in store.read()] == ["BPR"]
+    assert list(checkpoint_dir_of(store.path, "BPR", 1).glob("*.pth"))
+
+
+def test_a_stopped_benchmark_stops_the_row_it_was_running(tmp_path):
+    # run.py under SIGTERM (kill, a scheduler's timeout) must not leave its row's process training on.
+    pid_file = tmp_path / "row.pid"
+    row = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    parent_script = (
+        "import sys\n"
+        "from benchmarks.harness import run_to_end\n"
+        "from benchmarks.run import stop_on_sigterm\n"
+        "stop_on_sigterm()\n"
+        f"with open({str(tmp_path / 'row.log')!r}, 'w') as log:\n"
+        f"    run_to_end([sys.executable, '-c', {row!r}], log)\n")
+    parent = subprocess.Popen([sys.executable, "-c", parent_script], cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not (pid_file.is_file() and pid_file.read_text()):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.1)
+    row_pid = int(pid_file.read_text())
+    try:
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):
+            os.kill(row_pid, 0)
+    finally:
+        try:
+            os.kill(row_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
