@@ -212,11 +212,15 @@ class RecordStore:
         return any(r["label"] == label and r["seed"] == seed for r in self.read() + self.records)
 
     def add(self, record):
+        self.rewrite(lambda records: [r for r in records if not (r["label"] == record["label"]
+                                                                 and r["seed"] == record["seed"])] + [record])
+
+    def rewrite(self, change):
+        """Replace the records on disk by ``change(records)``, under the lock the other harnesses take."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            records = [r for r in self.read() if not (r["label"] == record["label"] and r["seed"] == record["seed"])]
-            self.records = records + [record]
+            self.records = change(self.read())
             atomic_write(self.path, lambda f: json.dump(self.records, f, indent=1), mode="w")
 
 

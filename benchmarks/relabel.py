@@ -1,0 +1,85 @@
+"""Keep committed rows true to what they ran when a model's defaults change.
+
+    python benchmarks/relabel.py --model GALRec --before 2026-11-29T06:10 \
+        --was use_l1=True,use_l2=True,use_l3=True --now use_l1=False,use_l2=False,use_l3=False results/*.json
+
+A row's label is a list of overrides on the defaults of the code that reads it, so a change of
+defaults changes what an old label means. For each record of ``--model`` that finished before
+``--before`` (``finished_at``), a key of ``--was`` that its label does not set is added with its old
+value, and a key it sets to its ``--now`` value is dropped, as the plain label now means that. Every
+record's runner ``command`` is then made to carry its label's overrides (it keeps those it ran
+with), so running it reproduces the row under today's defaults. ``--datasets`` limits the relabelling to some datasets (a key such
+as ``users_per_epoch`` changes nothing on a dataset with fewer users). Rerunning is harmless.
+"""
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import RecordStore, parse_row  # noqa: E402
+
+
+def pairs(text):
+    """'a=1,b=2' -> {'a': '1', 'b': '2'}."""
+    return dict(item.split("=", 1) for item in text.split(",") if item) if text else {}
+
+
+def label_of(model, overrides):
+    return model + (f"[{','.join(f'{k}={v}' for k, v in overrides.items())}]" if overrides else "")
+
+
+def relabel(label, command, was, now):
+    """``label`` with the old values of ``was`` it relied on made explicit and its ``now`` values dropped.
+
+    A key the run's ``command`` set did not rely on the old default (the label may have dropped it
+    on an earlier pass), which keeps a second pass from changing anything.
+    """
+    model, args = parse_row(label)
+    overrides = dict(arg[2:].split("=", 1) for arg in args)
+    passed = {part.split("=", 1)[0][2:] for part in shlex.split(command) if part.startswith("--")}
+    kept = {k: v for k, v in overrides.items() if not (k in now and v == now[k])}
+    kept.update({k: v for k, v in was.items() if k not in overrides and k not in passed})
+    return label_of(model, kept)
+
+
+def command_with(command, label):
+    """``command`` with each override of ``label`` in it, replacing the same key's value if present."""
+    parts = shlex.split(command)
+    for arg in parse_row(label)[1]:
+        key = arg.split("=", 1)[0] + "="
+        parts = [part for part in parts if not part.startswith(key)] + [arg]
+    return shlex.join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stores", nargs="+", help="results/<dataset>.json files")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--before", required=True, help="ISO time: records finished before it ran on the old defaults")
+    parser.add_argument("--was", required=True, help="the old defaults: key=value,...")
+    parser.add_argument("--now", default="", help="the new defaults of the same keys: key=value,...")
+    parser.add_argument("--datasets", default="", help="comma-separated; default: every dataset")
+    args = parser.parse_args(argv)
+    was, now = pairs(args.was), pairs(args.now)
+    datasets = set(filter(None, args.datasets.split(",")))
+
+    def change(records):
+        for record in records:
+            if (record["model"] == args.model and record["finished_at"] < args.before
+                    and (not datasets or record["dataset"] in datasets)):
+                old, record["label"] = record["label"], relabel(record["label"], record["command"], was, now)
+                if old != record["label"]:
+                    print(f"{store.path}: {old} -> {record['label']}")
+            record["command"] = command_with(record["command"], record["label"])
+        return records
+
+    for store in map(RecordStore, args.stores):
+        store.rewrite(change)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
