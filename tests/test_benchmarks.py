@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -220,6 +221,34 @@ def test_distinct_rows_get_distinct_file_names():
     assert len(set(names)) == len(rows), names
     assert all(re.fullmatch(r"[A-Za-z0-9_.=-]+", name) for name in names)
     assert safe_name("GLTA") == "GLTA"
+
+
+@pytest.mark.parametrize("store", ["amazon-beauty", "ml-100k", "ml-1m", "yelp", "lightgcn-ml-1m-2threads"])
+def test_each_committed_rows_command_runs_what_its_label_says(store):
+    # A label is a list of overrides on today's defaults: when defaults change, benchmarks/relabel.py
+    # rewrites old labels, and the runner command beside each figure must follow them.
+    for record in RecordStore(ROOT / "results" / f"{store}.json").read():
+        assert set(parse_row(record["label"])[1]) <= set(shlex.split(record["command"])), record["label"]
+
+
+def test_relabel_makes_old_defaults_explicit_once(tmp_path):
+    from benchmarks.relabel import main as relabel
+
+    old = {**record("GALRec[epochs=20]", 1, 0.1), "finished_at": "2026-11-01T00:00:00",
+           "model": "GALRec", "command": "python run_recbole_llm.py --model=GALRec --epochs=20"}
+    l0 = {**record("GALRec[epochs=20,use_l1=False]", 1, 0.2), "finished_at": "2026-11-01T00:00:00",
+          "model": "GALRec", "command": "python run_recbole_llm.py --model=GALRec --epochs=20 --use_l1=False"}
+    new = {**record("GALRec[epochs=20]", 2, 0.3), "finished_at": "2026-12-01T00:00:00",
+           "model": "GALRec", "command": "python run_recbole_llm.py --model=GALRec --epochs=20"}
+    store = RecordStore(tmp_path / "r.json")
+    for r in (old, l0, new):
+        store.add(r)
+    argv = [str(store.path), "--model", "GALRec", "--before", "2026-11-15", "--was", "use_l1=True", "--now", "use_l1=False"]
+    for _ in range(2):  # a second pass changes nothing
+        relabel(argv)
+        rows = [(r["label"], r["seed"], {a for a in r["command"].split() if a.startswith("--use")}) for r in store.read()]
+        assert rows == [("GALRec[epochs=20,use_l1=True]", 1, {"--use_l1=True"}),
+                        ("GALRec[epochs=20]", 1, {"--use_l1=False"}), ("GALRec[epochs=20]", 2, set())]
 
 
 def test_readme_overview_table_is_the_one_the_results_render():

@@ -21,6 +21,7 @@ def base(tiny_llm_path, tmp_path_factory):
         "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
         "epochs": 3, "learning_rate": 0.001, "prompt_batch_size": 32, "users_per_epoch": 320, "queue_size": 64,
         "momentum": 0.9,  # 30 steps only: a slower key encoder would barely move
+        "use_l1": True, "use_l2": True, "use_l3": True,  # the paper's loss; the defaults train L0 alone
         "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
     }
 
@@ -172,6 +173,16 @@ def test_checkpoint_holds_no_frozen_backbone_and_reloads_to_identical_scores(tra
     with torch.no_grad():
         assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))
     assert set(trainer.evaluate(trained[-1], load_best_model=False)) >= {"ndcg@10"}
+
+
+def test_defaults_train_l0_alone_and_the_papers_file_adds_l1_to_l3(base):
+    paper = Config("GAL-Rec", "ml-100k", config_file_list=["properties/galrec-paper.yaml"])
+    assert [paper[k] for k in ("use_l1", "use_l2", "use_l3", "users_per_epoch")] == [True, True, True, 2048]
+    assert Config("GAL-Rec", "ml-100k")["users_per_epoch"] == 6144
+    model = build({k: v for k, v in base.items() if not k.startswith("use_l")})[1]
+    model.train()
+    assert set(model.loss_terms({"user_id": torch.arange(1, 9)})) == {"L0", "reg"}
+    assert all(int(queue.filled) == 0 for queue in model.queues.values())
 
 
 @pytest.mark.parametrize("switch, dropped, empty_queues", [

@@ -60,7 +60,10 @@ it can vary:
   keys (MoCo's order). LoRA adapters, if any, are shared by both encoders.
 - λ4·||Θ||² is an explicit L2 term in the loss (sum of squares of all trainable parameters), as the
   paper writes it; RecBole's ``weight_decay`` stays available on top.
-- Ablations: ``use_l1``, ``use_l2``, ``use_l3`` drop their term; ``use_queue: False``; with
+- ``use_l1``, ``use_l2``, ``use_l3`` switch their term on; the defaults train L0 alone, on three
+  times the users per epoch (``users_per_epoch``) for the same seconds, which validated higher on
+  amazon-beauty than the paper's loss (benchmarks/notes/amazon-beauty.md);
+  ``properties/galrec-paper.yaml`` turns all three on. Ablations: ``use_queue: False``; with
   ``use_hop2: False`` the top view is the 1-hop prompt (for L0, L1 and L3), L2 has no 2-hop view
   and is dropped, and L3 is InfoNCE(item r^1, r^0) alone.
 - λ1..λ3 default to 1 (L0 and the InfoNCE terms have comparable scales: log of the catalogue and
