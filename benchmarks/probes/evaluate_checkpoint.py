@@ -1,4 +1,4 @@
-"""A saved GLTA or GAL-Rec model on the validation and test splits, and its stage-1 LightGCN alone.
+"""A saved model on the validation and test splits; for GLTA and GAL-Rec, also their stage-1 LightGCN alone.
 
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/probes/evaluate_checkpoint.py <Model-best.pth>
 
@@ -6,7 +6,8 @@ For a run stopped before it finished (the benchmark harness writes a record only
 best checkpoint is evaluated as the finished run would have evaluated it, through RecBole's
 evaluator on the checkpoint's own config, split and metrics. The stage-1 rows score with
 ``scoring_stage1_alone`` (what a record's ``graph_test`` holds); the residual fusion's learned
-scale and gate are printed beside them.
+scale and gate are printed beside them. Any other RecBole model (e.g. a stock baseline whose run is
+still training) is evaluated as it is.
 """
 
 import argparse
@@ -28,15 +29,17 @@ def main(argv=None):
     config, model, _, _, valid, test = load_data_and_model(args.checkpoint)
     trainer = Trainer(config, model)
     print(f"checkpoint {args.checkpoint}: {config['model']} on {config['dataset']}, seed {config['seed']}")
-    if model.score_fusion == "residual":
+    staged = hasattr(model, "scoring_stage1_alone")  # GLTA, GAL-Rec; any other model is scored as it is
+    if getattr(model, "score_fusion", None) == "residual":
         print(f"fusion: scale {model.fusion_scale.item():.4f}, gate {model.fusion_gate.item():.4f}")
     with torch.no_grad():
         for name, split in (("valid", valid), ("test", test)):
             result = trainer.evaluate(split, load_best_model=False, show_progress=False)
-            with model.scoring_stage1_alone():
-                alone = trainer.evaluate(split, load_best_model=False, show_progress=False)
-            print(f"{name}: {dict(result)}")
-            print(f"{name}, stage 1 alone: {dict(alone)}", flush=True)
+            print(f"{name}: {dict(result)}", flush=True)
+            if staged:
+                with model.scoring_stage1_alone():
+                    alone = trainer.evaluate(split, load_best_model=False, show_progress=False)
+                print(f"{name}, stage 1 alone: {dict(alone)}", flush=True)
 
 
 if __name__ == "__main__":
