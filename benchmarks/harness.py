@@ -68,6 +68,11 @@ def row_values(label):
     return dict(item[2:].split("=", 1) for item in parse_row(label)[1])
 
 
+def row_label(model, values):
+    """``("M", {"lr": "0.01"})`` -> ``"M[lr=0.01]"``, and ``"M"`` without values: ``row_values``' inverse."""
+    return model + (f"[{','.join(f'{k}={v}' for k, v in values.items())}]" if values else "")
+
+
 def run_config_files(protocol, dataset, model):
     """The protocol file, then the model's tuned file for this dataset if there is one."""
     files = [str(protocol)]

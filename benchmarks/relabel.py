@@ -8,8 +8,9 @@ defaults changes what an old label means. For each record of ``--model`` that fi
 ``--before`` (``finished_at``), a key of ``--was`` that its label does not set is added with its old
 value, and a key it sets to its ``--now`` value is dropped, as the plain label now means that. Every
 record's runner ``command`` is then made to carry its label's overrides (it keeps those it ran
-with), so running it reproduces the row under today's defaults. ``--datasets`` limits the relabelling to some datasets (a key such
-as ``users_per_epoch`` changes nothing on a dataset with fewer users). Rerunning is harmless.
+with), so running it reproduces the row under today's defaults. ``--datasets`` limits the
+relabelling to some datasets (a key such as ``users_per_epoch`` changes nothing on a dataset with
+fewer users). Rerunning is harmless.
 """
 
 import argparse
@@ -19,16 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import RecordStore, parse_row  # noqa: E402
+from benchmarks.harness import RecordStore, parse_row, row_label, row_values  # noqa: E402
 
 
 def pairs(text):
     """'a=1,b=2' -> {'a': '1', 'b': '2'}."""
     return dict(item.split("=", 1) for item in text.split(",") if item) if text else {}
-
-
-def label_of(model, overrides):
-    return model + (f"[{','.join(f'{k}={v}' for k, v in overrides.items())}]" if overrides else "")
 
 
 def relabel(label, command, was, now):
@@ -37,12 +34,11 @@ def relabel(label, command, was, now):
     A key the run's ``command`` set did not rely on the old default (the label may have dropped it
     on an earlier pass), which keeps a second pass from changing anything.
     """
-    model, args = parse_row(label)
-    overrides = dict(arg[2:].split("=", 1) for arg in args)
+    overrides = row_values(label)
     passed = {part.split("=", 1)[0][2:] for part in shlex.split(command) if part.startswith("--")}
     kept = {k: v for k, v in overrides.items() if not (k in now and v == now[k])}
     kept.update({k: v for k, v in was.items() if k not in overrides and k not in passed})
-    return label_of(model, kept)
+    return row_label(parse_row(label)[0], kept)
 
 
 def command_with(command, label):

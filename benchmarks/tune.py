@@ -22,15 +22,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import ROOT, TUNED_DIR, RecordStore, row_values, run_rows  # noqa: E402
+from benchmarks.harness import ROOT, TUNED_DIR, RecordStore, row_label, row_values, run_rows  # noqa: E402
 from benchmarks.report import write_markdown  # noqa: E402
 
 
 def grid_rows(model, grid):
     """``{"lr": ["0.1", "0.2"]}`` -> rows ``Model[lr=0.1]``, ``Model[lr=0.2]`` (the tuned file is not applied)."""
     names = list(grid)
-    return [f"{model}[{','.join(f'{n}={v}' for n, v in zip(names, values))}]"
-            for values in itertools.product(*(grid[n] for n in names))]
+    return [row_label(model, dict(zip(names, values))) for values in itertools.product(*(grid[n] for n in names))]
 
 
 def main(argv=None):
