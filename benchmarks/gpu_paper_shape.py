@@ -24,7 +24,6 @@ and without them each prompt is about 2 x ``user_text_max_tokens`` tokens shorte
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import statistics

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import mean, median, stdev
+from statistics import median
 
 import yaml
 

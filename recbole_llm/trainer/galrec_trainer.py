@@ -14,8 +14,6 @@
 import itertools
 import math
 
-import torch
-
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer, StageBatches
 from recbole_llm.trainer.run_state import with_entries
 
