@@ -214,6 +214,8 @@ def test_bad_values_are_reported_with_the_key(base):
         build({**base, "head_norm": "layer"})
     with pytest.raises(ConfigValueError, match="gllm_head"):
         build({**base, "gllm_head": "shared"})
+    with pytest.raises(ConfigValueError, match="held_out_targets"):
+        build({**base, "held_out_targets": "last"})
 
 
 def test_batch_head_norm_trains_and_reloads_to_identical_scores(base, tmp_path):
@@ -284,10 +286,10 @@ def test_validated_fusion_is_chosen_after_the_last_stage(base, tmp_path):
 ORDERED = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
 
 
-@pytest.mark.parametrize("ratio", [0.1, 0.0])
-def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(base, tmp_path, ratio):
+@pytest.mark.parametrize("ratio, held_out_targets", [(0.1, "first"), (0.5, "each"), (0.0, "first")])
+def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(base, tmp_path, ratio, held_out_targets):
     _, model, _, train, valid, test = build({**base, "eval_args": ORDERED, "lm_holdout_ratio": ratio, "n_hop1": 4,
-                                              "checkpoint_dir": str(tmp_path)})
+                                              "held_out_targets": held_out_targets, "checkpoint_dir": str(tmp_path)})
     assert model.ordered
     inter = train._dataset.inter_feat
     time_of = {(u, i): t for u, i, t in zip(*(inter[f].tolist() for f in ("user_id", "item_id", "timestamp")))}
@@ -303,15 +305,20 @@ def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(b
         times = lambda items: [time_of[user, i] for i in items]  # noqa: E731
         shown, target = hop1[row][mask1[row]].tolist(), int(targets[row])
         assert times(shown) == sorted(times(shown)) and all(t <= time_of[user, target] for t in times(shown))
-        if ratio:
+        sequence = model.sequences[user].tolist()
+        if held_out_targets == "first" and ratio:
             assert target == model.lm_targets[user][0] and shown == model.lm_history[user][-4:].tolist()
         else:  # the items just before the target in the user's sequence
-            sequence = model.sequences[user].tolist()
             position = sequence.index(target)
             assert shown == sequence[max(position - 4, 0):position]
+        if ratio:
+            assert target in model.lm_targets[user].tolist()
         everything = sorted(t for (u, _), t in time_of.items() if u == user)
         latest = inference[user][inference_mask[user]].tolist()
         assert times(latest) == everything[-len(latest):] and len(latest) == min(4, len(everything))
         assert not (set(shown) | {target} | set(latest)) & later.get(user, set())
+    if held_out_targets == "each":  # not only the first held-out item: the later ones are targets too
+        drawn = [(user, int(t)) for _ in range(5) for user, t in zip(users.tolist(), model._ordered_targets(users)[0])]
+        assert any(target != model.lm_targets[user][0] for user, target in drawn)
     model.train()
     assert torch.isfinite(weighted(model, model.loss_terms({"user_id": users})))

@@ -47,6 +47,10 @@ it can vary:
   neighbours (so they may repeat); a walk back to the centre node is dropped.
 - The L0 target is one uniformly drawn training item of the user, removed from its 1-hop list; the
   items of L3 are the batch's L0 targets.
+- On ordered data with held-out targets (``lm_holdout_ratio``, ``ordered_context``), L0's target is
+  the held-out item that follows the user's kept items (``held_out_targets: first``), or any held-out
+  item, the items before it as context (``each``: a prefix per held-out item, more training
+  examples for a user with several held out).
 - Negatives of each InfoNCE: the other keys of the batch (a key of the same node is masked) plus,
   with ``use_queue``, the queue's filled part; the queue never holds the current batch's keys.
   ``use_queue: False`` leaves in-batch negatives only. Keys of the same node from earlier batches
@@ -151,7 +155,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     LATER_STAGE_KEYS = LLM_KEYS | {
         "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
         "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
-        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch", "score_fusion",
+        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch", "score_fusion", "held_out_targets",
     }
 
     def __init__(self, config, dataset):
@@ -167,6 +171,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.use_queue = config["use_queue"]
         self.use_hop2 = config["use_hop2"]
         self.pooling = config["pooling"]
+        self.held_out_targets = config["held_out_targets"]
         self.lora = (config["lora_r"] or 0) > 0
         self._check_config(config)
         self.top_hop = 2 if self.use_hop2 else 1
@@ -211,6 +216,9 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         # Numeric keys are checked with every other config key (recbole_llm/config_rules.py).
         if self.pooling not in ("mean", "out"):
             raise ConfigValueError(f"pooling={self.pooling!r} is not usable by GALRec. Fix: set pooling to mean or out.")
+        if self.held_out_targets not in ("first", "each"):
+            raise ConfigValueError(f"held_out_targets={self.held_out_targets!r} is not usable by GALRec. "
+                                   "Fix: set held_out_targets to first or each.")
 
     # ----- parameters ---------------------------------------------------------------------------
 
@@ -262,15 +270,21 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         return ids, mask
 
     def _ordered_targets(self, users):
-        """Ordered data: (targets, 1-hop context) of a training batch. With held-out targets, the first held-out
-        item, which follows the user's latest kept items; otherwise a random position t >= 1 of the user's training
-        sequence (SASRec's many prefixes), its item the target and the items before it the context."""
-        if self.held_items is not None:
-            targets = torch.tensor([int(self.lm_targets[u][0]) for u in users.tolist()])
-            return targets, self.latest_items(self.lm_history, users)
+        """Ordered data: (targets, 1-hop context) of a training batch: a position t of each user's training
+        sequence, its item the target and the items before it the context. With held-out targets, t is the
+        first held-out position (``held_out_targets: first``), which follows the user's latest kept items, or
+        any held-out position (``each``: one prefix per held-out item, earlier held-out items then join the
+        context); otherwise any position t >= 1 (SASRec's many prefixes)."""
         lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
-        ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
-        ends = torch.where(lengths > 1, ends, torch.zeros_like(ends))
+        if self.held_items is not None:
+            kept = torch.tensor([len(self.lm_history[u]) for u in users.tolist()])
+            if self.held_out_targets == "first":
+                ends = kept
+            else:
+                ends = kept + (torch.rand(len(users), generator=self.generator) * (lengths - kept)).long()
+        else:
+            ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
+            ends = torch.where(lengths > 1, ends, torch.zeros_like(ends))
         targets = torch.tensor([int(self.sequences[u][t]) for u, t in zip(users.tolist(), ends.tolist())])
         return targets, self.latest_items(self.sequences, users, ends)
 
