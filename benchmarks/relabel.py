@@ -1,7 +1,8 @@
 """Keep committed rows true to what they ran when a model's defaults change.
 
     python benchmarks/relabel.py --model GALRec --before 2026-11-29T06:10 \
-        --was use_l1=True,use_l2=True,use_l3=True --now use_l1=False,use_l2=False,use_l3=False results/*.json
+        --was use_l1=True,use_l2=True,use_l3=True --now use_l1=False,use_l2=False,use_l3=False \
+        results/ml-100k.json results/ml-1m.json results/amazon-beauty.json results/yelp.json
 
 A row's label is a list of overrides on the defaults of the code that reads it, so a change of
 defaults changes what an old label means. For each record of ``--model`` that finished before
@@ -72,7 +73,12 @@ def main(argv=None):
             record["command"] = command_with(record["command"], record["label"])
         return records
 
-    for store in map(RecordStore, args.stores):
+    stores = [RecordStore(path) for path in args.stores]
+    for store in stores:  # checked before any is rewritten
+        if not (isinstance(store.records, list) and all(isinstance(r, dict) and "label" in r for r in store.records)):
+            parser.error(f"{store.path} is not a store of benchmark records (a JSON list of them, as "
+                         "benchmarks/run.py writes to results/<dataset>.json); leave it out.")
+    for store in stores:
         store.rewrite(change)
     return 0
 

@@ -176,9 +176,10 @@ def test_checkpoint_holds_no_frozen_backbone_and_reloads_to_identical_scores(tra
 
 
 def test_defaults_train_l0_alone_and_the_papers_file_adds_l1_to_l3(base):
+    keys = ("use_l1", "use_l2", "use_l3", "users_per_epoch", "learning_rate")
     paper = Config("GAL-Rec", "ml-100k", config_file_list=["properties/galrec-paper.yaml"])
-    assert [paper[k] for k in ("use_l1", "use_l2", "use_l3", "users_per_epoch")] == [True, True, True, 2048]
-    assert Config("GAL-Rec", "ml-100k")["users_per_epoch"] == 6144
+    assert [paper[k] for k in keys] == [True, True, True, 2048, 1e-3]
+    assert [Config("GAL-Rec", "ml-100k")[k] for k in keys] == [False, False, False, 6144, 5e-4]
     model = build({k: v for k, v in base.items() if not k.startswith("use_l")})[1]
     model.train()
     assert set(model.loss_terms({"user_id": torch.arange(1, 9)})) == {"L0", "reg"}

@@ -35,7 +35,7 @@ on_core 1 --seeds 2020,2021,2022 --models Pop,EASE,BPR,FastLightGCN,MultiVAE,Neu
 wait
 # One seed: GAL-Rec and its variants, GLTA's earlier head and ablations (core 0); the papers'
 # baselines and stock LightGCN (core 1).
-on_core 0 --seeds 2020 --models "GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True],GALRec[epochs=6,gllm_head=tied,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True],GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0]" &
+on_core 0 --seeds 2020 --models "GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True,learning_rate=0.001],GALRec[epochs=6,gllm_head=tied,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True,learning_rate=0.001],GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0,learning_rate=0.001]" &
 on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen,LightGCN" &
 wait
 on_core 0 --seeds 2020 --models "GLTA[user_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20],GLTA[item_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
@@ -52,12 +52,12 @@ on_core 1 --seeds 2020 --models "HCCF+" &
 wait
 # GLTA trained longer in stage 3 (about 45 minutes a seed), and GAL-Rec's L0 alone for 20 epochs.
 on_core 0 --seeds 2020,2021,2022 --models "GLTA[user_alignment_epochs=30,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
-on_core 1 --seeds 2020 --models "GALRec[epochs=20,score_fusion=none,lm_holdout_ratio=0]"
+on_core 1 --seeds 2020 --models "GALRec[epochs=20,score_fusion=none,lm_holdout_ratio=0,learning_rate=0.001]"
 wait
 # GLTA with the generated profile and prediction texts (14 min of generation each, then cached).
 on_core 0 --seeds 2020 --models "GLTA[use_profile=True,use_prediction=True,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
 # GAL-Rec's head on standardised LM states (head_norm=batch); the second row reuses the first's stage 1.
-on_core 0 --seeds 2020 --models "GALRec[epochs=6,head_norm=batch,score_fusion=none,lm_holdout_ratio=0],GALRec[epochs=6,head_norm=batch,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True]" &
+on_core 0 --seeds 2020 --models "GALRec[epochs=6,head_norm=batch,score_fusion=none,lm_holdout_ratio=0,learning_rate=0.001],GALRec[epochs=6,head_norm=batch,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True,learning_rate=0.001]" &
 # GLTA's profile/prediction ablations (texts cached by the row above).
 on_core 1 --seeds 2020 --models "GLTA[use_profile=True,score_fusion=none,lm_holdout_ratio=0,max_history=20],GLTA[use_prediction=True,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
 wait

@@ -15,6 +15,6 @@ on_core 0 --seeds 2020 --models "Pop,EASE,BPR[eval_step=5],FastLightGCN[learning
 # one validation pass over amazon-beauty's 22k users already takes ~3 min on one core; yelp has
 # 30k users and 20k items) and SASRec (several core-hours, as on amazon-beauty).
 if [[ "${MORE:-0}" == 1 ]]; then
-  on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,score_fusion=none,lm_holdout_ratio=0,ordered_context=False,use_l1=True,use_l2=True,use_l3=True,users_per_epoch=2048],GALRec[epochs=20,eval_step=5,score_fusion=none,lm_holdout_ratio=0,ordered_context=False,users_per_epoch=2048],SASRec"
+  on_core 0 --seeds 2020 --models "GALRec[epochs=3,eval_step=3,score_fusion=none,lm_holdout_ratio=0,ordered_context=False,use_l1=True,use_l2=True,use_l3=True,users_per_epoch=2048,learning_rate=0.001],GALRec[epochs=20,eval_step=5,score_fusion=none,lm_holdout_ratio=0,ordered_context=False,users_per_epoch=2048,learning_rate=0.001],SASRec"
 fi
 python benchmarks/run.py --dataset yelp --protocol "$P" --report-only

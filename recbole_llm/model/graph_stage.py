@@ -156,7 +156,7 @@ class PretrainedGraphMixin:
         """The ``scale`` and ``gate`` of the fusion (and the validated ``weight``), for the run's record (None without it)."""
         if self.score_fusion == "none":
             return None
-        weights = {"scale": float(self.fusion_scale), "gate": float(self.fusion_gate)}
+        weights = {"scale": self.fusion_scale.item(), "gate": self.fusion_gate.item()}
         if self.score_fusion == "validated":
             weights["weight"] = float(self.fusion_weight) if bool(self.fusion_chosen) else None
         return weights
