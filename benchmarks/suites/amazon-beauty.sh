@@ -43,15 +43,16 @@ on_core 1 --seeds 2020 --models "GALRec[epochs=20,eval_step=5]" &
 # MultiVAE at RecBole's defaults, validated every 5 epochs (an epoch is ~30 s, a validation ~50 s).
 on_core 0 --seeds 2020 --models "MultiVAE[eval_step=5]"
 wait
-# L0 on every held-out position: three tenths of each user's latest items held out (one to three on
-# this dataset), each a target with the items before it as context (its own holdout stage 1).
-on_core 1 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,lm_holdout_ratio=0.3,held_out_targets=each]" &
-# GLTA at its defaults (a general model: issue 21 asks where it lands). Several core-hours: stage 2
-# takes ~19 min an epoch (12k items, their descriptions in the prompts), stage 3 prompts all 22k users
-# an epoch and validates after each (~10 min a pass); a stopped run resumes from its checkpoints.
-on_core 0 --seeds 2020 --models "GLTA" &
-# GAL-Rec's defaults on two more seeds, for the spread of what the LM adds over its stage 1.
-on_core 1 --seeds 2021,2022 --models "GALRec[epochs=20,eval_step=5]"
+# Core 1, one after the other: L0 on every held-out position (three tenths of each user's latest
+# items held out, one to three on this dataset, each a target with the items before it as context;
+# its own holdout stage 1), then GAL-Rec's defaults on two more seeds, for the spread of what the LM
+# adds over its stage 1.
+(on_core 1 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,lm_holdout_ratio=0.3,held_out_targets=each]"
+ on_core 1 --seeds 2021,2022 --models "GALRec[epochs=20,eval_step=5]") &
+# Core 0: GLTA at its defaults (a general model: issue 21 asks where it lands). Several core-hours:
+# stage 2 takes ~19 min an epoch (12k items, their descriptions in the prompts), stage 3 prompts all
+# 22k users an epoch and validates after each (~10 min a pass); a stopped run resumes from its checkpoints.
+on_core 0 --seeds 2020 --models "GLTA"
 wait
 # Not yet run: FastLightGCN at RecBole's learning rate (still improving at epoch 106), SASRec uncapped.
 if [[ "${MORE:-0}" == 1 ]]; then
