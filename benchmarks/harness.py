@@ -198,11 +198,16 @@ def run_child(spec):
     }
 
 
+class NotAStore(ValueError):
+    """A file where a store of records should be holds something else (e.g. ``gpu_paper_shape.json``)."""
+
+
 class RecordStore:
     """A JSON list of records, one per (label, seed), rewritten atomically after each addition.
 
     Several harnesses may fill one store at once (e.g. one per CPU core): each addition re-reads
-    the file under an exclusive lock and merges into what is there, so no record is lost.
+    the file under an exclusive lock and merges into what is there, so no record is lost. A file
+    that is not such a list is refused on reading (``NotAStore``), before anything is rewritten.
     """
 
     def __init__(self, path):
@@ -211,7 +216,17 @@ class RecordStore:
 
     def read(self):
         """The records on disk now, including those other harnesses added."""
-        return json.loads(self.path.read_text()) if self.path.is_file() else []
+        if not self.path.is_file():
+            return []
+        try:
+            records = json.loads(self.path.read_text())
+        except json.JSONDecodeError as e:
+            raise NotAStore(f"{self.path} is not a store of benchmark records: it is not valid JSON ({e})")
+        if not (isinstance(records, list) and all(isinstance(r, dict) and "label" in r and "seed" in r
+                                                  for r in records)):
+            raise NotAStore(f"{self.path} is not a store of benchmark records (a JSON list of them, as "
+                            "benchmarks/run.py writes to results/<dataset>.json)")
+        return records
 
     def has(self, label, seed):
         return any(r["label"] == label and r["seed"] == seed for r in self.read() + self.records)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import RecordStore, parse_row, row_label, row_values  # noqa: E402
+from benchmarks.harness import NotAStore, RecordStore, parse_row, row_label, row_values  # noqa: E402
 
 
 def pairs(text):
@@ -73,11 +73,10 @@ def main(argv=None):
             record["command"] = command_with(record["command"], record["label"])
         return records
 
-    stores = [RecordStore(path) for path in args.stores]
-    for store in stores:  # checked before any is rewritten
-        if not (isinstance(store.records, list) and all(isinstance(r, dict) and "label" in r for r in store.records)):
-            parser.error(f"{store.path} is not a store of benchmark records (a JSON list of them, as "
-                         "benchmarks/run.py writes to results/<dataset>.json); leave it out.")
+    try:  # every file is read, and so checked, before any is rewritten
+        stores = [RecordStore(path) for path in args.stores]
+    except NotAStore as e:
+        parser.error(f"{e}; leave it out.")
     for store in stores:
         store.rewrite(change)
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import ROOT, RecordStore, run_rows  # noqa: E402
+from benchmarks.harness import ROOT, NotAStore, RecordStore, run_rows  # noqa: E402
 from benchmarks.report import write_chart, write_markdown  # noqa: E402
 
 
@@ -57,7 +57,10 @@ def main(argv=None):
 
     out = Path(args.out)
     stem = args.name or args.dataset
-    store = RecordStore(out / f"{stem}.json")
+    try:
+        store = RecordStore(out / f"{stem}.json")
+    except NotAStore as e:
+        parser.error(f"{e}; restore it from git, or name another file with --out or --name.")
     if not args.report_only:
         command = "python benchmarks/run.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
         run_rows(split_rows(args.models), args.dataset, args.protocol, [int(s) for s in args.seeds.split(",")],

@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import ROOT, TUNED_DIR, RecordStore, row_label, row_values, run_rows  # noqa: E402
+from benchmarks.harness import ROOT, TUNED_DIR, NotAStore, RecordStore, row_label, row_values, run_rows  # noqa: E402
 from benchmarks.report import write_markdown  # noqa: E402
 
 
@@ -50,6 +50,10 @@ def main(argv=None):
     protocol = yaml.safe_load(Path(args.protocol).read_text())
     valid_key = protocol["valid_metric"].lower()
 
+    try:
+        store = RecordStore(Path(args.out) / f"{args.dataset}.json")
+    except NotAStore as e:
+        parser.error(f"{e}; restore it from git, or name another folder with --out.")
     tuned_file = TUNED_DIR / args.dataset / f"{args.model}.yaml"
     if tuned_file.is_file():
         # Tuning runs must not inherit an earlier choice: set it aside, restore it if the grid fails.
@@ -57,7 +61,6 @@ def main(argv=None):
         tuned_file.unlink()
     else:
         previous = None
-    store = RecordStore(Path(args.out) / f"{args.dataset}.json")
     command = "python benchmarks/tune.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     rows = grid_rows(args.model, grid)
     try:

@@ -251,6 +251,27 @@ def test_relabel_makes_old_defaults_explicit_once(tmp_path):
                         ("GALRec[epochs=20]", 1, {"--use_l1=False"}), ("GALRec[epochs=20]", 2, set())]
 
 
+def test_a_file_that_is_not_a_store_is_refused_before_anything_is_rewritten(tmp_path, capsys):
+    from benchmarks.relabel import main as relabel
+    from benchmarks.run import main as run
+
+    store = RecordStore(tmp_path / "d.json")
+    store.add({**record("GALRec", 1, 0.1), "finished_at": "2026-11-01T00:00:00", "model": "GALRec",
+               "command": "python run_recbole_llm.py --model=GALRec"})
+    before = store.path.read_text()
+    (tmp_path / "gpu_paper_shape.json").write_text(json.dumps({"step_seconds": 1.0}))
+    (tmp_path / "broken.json").write_text("[{")
+    for other in ("gpu_paper_shape.json", "broken.json"):
+        with pytest.raises(SystemExit):
+            relabel([str(store.path), str(tmp_path / other), "--model", "GALRec", "--before", "2026-11-15",
+                     "--was", "use_l1=True"])
+        assert f"error: {tmp_path / other} is not a store of benchmark records" in capsys.readouterr().err
+    assert store.path.read_text() == before
+    with pytest.raises(SystemExit):
+        run(["--dataset", "d", "--name", "gpu_paper_shape", "--protocol", "p.yaml", "--out", str(tmp_path), "--report-only"])
+    assert "is not a store of benchmark records" in capsys.readouterr().err
+
+
 def test_readme_overview_table_is_the_one_the_results_render():
     from benchmarks.report import ROOT, overview_table, readme_with_overview
 
