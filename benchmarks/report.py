@@ -185,13 +185,23 @@ def _dataset_records(results_dir):
 
 
 def _overview_cell(records, metric):
-    """A model's plain row if it has one, else its variant with the best validation score (marked †)."""
+    """A model's plain row if it has one, else its variant with the best validation score (marked †).
+
+    Variants are compared on the seeds they all ran, where they share any: a row with more seeds
+    would otherwise be judged on seeds the others never saw.
+    """
     groups = group_by_label(r for r in records if metric in r["test"])
     model = records[0]["model"]
     plain = [rs for label, rs in groups.items() if MODEL_ALIASES.get(label, label) == model]
     if plain:
         return _cell([r["test"][metric] for r in plain[0]], "{:.4f}")
-    chosen = max(groups.values(), key=lambda rs: mean(r["valid"].get(metric, float("-inf")) for r in rs))
+    shared = set.intersection(*({r.get("seed") for r in rs} for rs in groups.values()))
+
+    def validation(rs):
+        compared = [r for r in rs if r.get("seed") in shared] or rs
+        return mean(r["valid"].get(metric, float("-inf")) for r in compared)
+
+    chosen = max(groups.values(), key=validation)
     return _cell([r["test"][metric] for r in chosen], "{:.4f}") + " †"
 
 

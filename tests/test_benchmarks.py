@@ -290,3 +290,10 @@ def test_overview_takes_plain_rows_else_the_variant_best_on_validation(tmp_path)
         rec("GLTA[a=1]", "GLTA", 0.2, 0.25), rec("GLTA[a=2]", "GLTA", 0.3, 0.15),
     ]))
     assert overview_table(tmp_path).splitlines()[2:] == ["| GLTA | 0.1500 † |", "| BPR | 0.1200 ± 0.0141 |"]
+
+    # A variant run on more seeds is judged on the seed the others ran too, not on its mean.
+    (tmp_path / "d.json").write_text(json.dumps([
+        {**rec("GLTA[a=1]", "GLTA", 0.30, 0.25), "seed": 1}, {**rec("GLTA[a=1]", "GLTA", 0.10, 0.21), "seed": 2},
+        {**rec("GLTA[a=2]", "GLTA", 0.25, 0.15), "seed": 1},
+    ]))
+    assert overview_table(tmp_path).splitlines()[2:] == ["| GLTA | 0.2300 ± 0.0283 † |"]
