@@ -104,6 +104,7 @@ RULES = {
     "lm_holdout_ratio": Rule(float, 0, 1, open_high=True),
     # The graph baselines
     "hyper_num": count(), "temp": positive(), "keep_rate": Rule(float, 0, 1, open_low=True),
+    "leaky": non_negative(), "ssl_reg": non_negative(), "text_max_tokens": count(),
     "kd_weight": non_negative(), "kd_temperature": positive(), "mask_ratio": Rule(float, 0, 1, open_low=True),
 }
 

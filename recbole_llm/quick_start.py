@@ -209,7 +209,8 @@ def load_data_and_model(model_file, dataset=None, data_path=None):
     try:
         checkpoint = load_checkpoint(model_file)
         config = checkpoint["config"]
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError) as error:
         raise SavedModelError(
             f"{model_file} is not a RecBole checkpoint ({type(error).__name__}: {str(error)[:200]}). "
             "Fix: pass the best-model file a training run saved, not a resume or stage checkpoint."

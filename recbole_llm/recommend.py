@@ -16,6 +16,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import ModelType
 from tqdm import tqdm
 
+from recbole_llm.config_rules import check_value
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.errors import UnknownUserError
 from recbole_llm.quick_start import load_data_and_model
@@ -108,6 +109,7 @@ def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, sh
     Returns:
         list of dict: one per user and rank, with the keys of ``CSV_COLUMNS``.
     """
+    check_value("topk", topk)
     config, model, data, train_data, _, _ = load_data_and_model(model_file, dataset=dataset, data_path=data_path)
     train = train_data.dataset
     user_ids = _user_ids(data, users)

@@ -44,14 +44,17 @@ def get_model(model_name):
         UnknownModelError: the name is neither; the message lists the closest known names.
     """
     class_name = MODEL_ALIASES.get(model_name, model_name)
+    # A name such as "LightGCN." is no module name: the module lookups below would raise on it.
+    named = class_name.isidentifier()
     module_path = f"recbole_llm.model.{class_name.lower()}"
-    if importlib.util.find_spec(module_path) is not None:
+    if named and importlib.util.find_spec(module_path) is not None:
         module = importlib.import_module(module_path)
         if hasattr(module, class_name):
             return getattr(module, class_name)
     stock = sorted(p.stem for p in _RECBOLE_MODEL_YAMLS.glob("*.yaml"))
     try:
-        return get_recbole_model(class_name)
+        if named:
+            return get_recbole_model(class_name)
     except ValueError:
         pass
     except ImportError as error:

@@ -175,6 +175,11 @@ def test_checkpoint_holds_no_frozen_backbone_and_reloads_to_identical_scores(tra
     assert set(trainer.evaluate(trained[-1], load_best_model=False)) >= {"ndcg@10"}
 
 
+def test_a_placeholder_in_the_system_prompt_is_refused_when_the_model_is_built(base):
+    with pytest.raises(ConfigValueError, match=r"prompt_system uses \{node\}.*Fix:"):
+        build({**base, "prompt_system": "Read the {node} and its neighbours."})
+
+
 def test_defaults_train_l0_alone_and_the_papers_file_adds_l1_to_l3(base):
     keys = ("use_l1", "use_l2", "use_l3", "users_per_epoch", "learning_rate")
     paper = Config("GAL-Rec", "ml-100k", config_file_list=["properties/galrec-paper.yaml"])

@@ -209,6 +209,17 @@ def test_stage_three_predicts_only_what_the_language_models_graph_did_not_see(ba
         assert held | set(model.lm_history[user].tolist()) == set(model.history[user].tolist())  # training items only
 
 
+@pytest.mark.parametrize("key, text, wrong", [
+    ("user_alignment_prompt", "User token: {user_token} Item tokens: {item_token}", "{item_token}"),
+    ("item_alignment_system", "Reorder the {shuffled} descriptions.", "{shuffled}"),
+])
+def test_a_misspelt_prompt_placeholder_is_refused_when_the_model_is_built(base, key, text, wrong):
+    """Not at the first stage-2 or stage-3 batch, after stage 1 has trained."""
+    with pytest.raises(ConfigValueError, match=key) as refused:
+        build({**base, key: text})
+    assert wrong in str(refused.value) and "{item_tokens}" in str(refused.value) and "Fix:" in str(refused.value)
+
+
 def test_paper_property_file_runs_the_papers_path(base, tmp_path):
     paper = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "glta-paper.yaml"
     _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)}, config_files=[str(paper)])

@@ -139,7 +139,8 @@ def test_mlp_projection_and_concat_fusion_train(base):
 
 def test_bad_config_values_name_the_key(trained):
     config, model, _, train = trained
-    for key, value in [("keep_rate", 0), ("hyper_num", 0), ("text_fusion", "mul"), ("text_proj", "conv")]:
+    for key, value in [("keep_rate", 0), ("hyper_num", 0), ("ssl_reg", "abc"), ("n_layers", 0), ("text_fusion", "mul"),
+                       ("text_proj", "conv")]:
         if key.startswith("text") and not isinstance(model, HCCFPlus):
             continue
         bad = copy.deepcopy(config)

@@ -69,6 +69,13 @@ def test_template_naming_unknown_field(tmp_path):
         Config(TextBPR, "toy", config_dict=config_dict)
 
 
+@pytest.mark.parametrize("template", ["{title", "{} ({categories})", "{title:d}"])
+def test_a_template_that_is_no_format_string_is_refused_with_the_fix(tmp_path, template):
+    config_dict = {**write_dataset(tmp_path), "item_text_template": template}
+    with pytest.raises(ConfigValueError, match=r"item_text_template .* not a usable format string.*Fix: .*'\{title\}'"):
+        Config(TextBPR, "toy", config_dict=config_dict)
+
+
 def test_stock_model_ignores_text_fields(tmp_path):
     config_dict = write_dataset(tmp_path, item_header="item_id:token\tname:token_seq\tcategories:token_seq")
     Config("BPR", "toy", config_dict=config_dict)  # stock models never read item text

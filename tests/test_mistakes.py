@@ -55,6 +55,8 @@ def test_the_real_command_refuses_a_nonsense_value_before_any_work(tmp_path):
     (["--model=BPR", "--epochs="], "epochs=nothing"),
     (["--model=GAL-Rec", "--momentum=1.0"], "[0, 1)"),
     (["--model=BPR", "--topk=[10,0]"], "topk"),
+    (["--model=HCCF", "--ssl_reg=abc"], "ssl_reg='abc'"),
+    (["--model=LightGCN."], "Unknown model 'LightGCN.'"),
 ])
 def test_bad_values(capfd, tmp_path, monkeypatch, argv, named):
     monkeypatch.chdir(tmp_path)

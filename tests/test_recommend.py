@@ -78,11 +78,24 @@ def test_all_users_go_to_a_csv_file(saved, tmp_path, capsys):
 @pytest.mark.parametrize("argv, error", [
     (["--users=no-such-user"], "is not in dataset 'ml-100k'"),
     (["--users=196", "--dataset=ml-1m"], "of dataset 'ml-100k', not 'ml-1m'"),
+    (["--users=196", "--topk=-1"], "topk=-1"),
 ])
 def test_wrong_user_or_dataset_is_one_error_line(saved, capsys, argv, error):
     assert run_recbole_llm.main([f"--recommend={saved['LightGCN']}", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and error in err and "Fix:" in err and err.count("\n") == 1
+
+
+def test_a_file_that_is_no_checkpoint_is_one_error_line(saved, tmp_path, capsys):
+    notes, tensor, truncated = tmp_path / "notes.txt", tmp_path / "tensor.pth", tmp_path / "truncated.pth"
+    notes.write_text("not a model\n")
+    torch.save(torch.zeros(3), tensor)
+    truncated.write_bytes(open(saved["LightGCN"], "rb").read()[:2000])
+    for model_file in (notes, tensor, truncated):
+        assert run_recbole_llm.main([f"--recommend={model_file}", "--users=196"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "is not a RecBole checkpoint" in err and "Fix:" in err, err
+        assert err.count("\n") == 1, err
 
 
 def test_python_callers_get_the_same_errors(saved, tmp_path):

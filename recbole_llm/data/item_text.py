@@ -55,7 +55,15 @@ def check_item_text_fields(config):
         )
     template = config["item_text_template"]
     if template:
-        unknown = {name for _, name, _, _ in string.Formatter().parse(template) if name} - set(fields)
+        try:
+            unknown = {name for _, name, _, _ in string.Formatter().parse(template) if name} - set(fields)
+            if not unknown:
+                template.format(**dict.fromkeys(fields, ""))
+        except (ValueError, IndexError, AttributeError) as error:  # "{title", "{}", "{title.x}", "{title:d}"
+            raise ConfigValueError(
+                f"item_text_template {template!r} is not a usable format string ({type(error).__name__}: {error}). "
+                f"Fix: write each field by name, e.g. '{{{fields[0]}}}', and a literal brace twice ('{{{{' or '}}}}')."
+            ) from None
         if unknown:
             raise ConfigValueError(
                 f"item_text_template {template!r} uses {sorted(unknown)}, which are not in item_text_fields "

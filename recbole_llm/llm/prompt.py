@@ -19,6 +19,7 @@ from peft import PeftModel
 from torch import Tensor, nn
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm.backbone import activation_checkpointing
 
 
@@ -299,11 +300,21 @@ class PromptTemplate:
 
     _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
-    def __init__(self, tokenizer, system: str, user: str):
+    def __init__(self, tokenizer, system: str, user: str, placeholders=None, keys=()):
+        """``placeholders``: the names the model fills; any other name in ``system`` or ``user`` (read
+        from the config ``keys``) is refused here, before training, not at the first batch that fills it."""
         rendered = render_chat(tokenizer, user, system)
         self.adds_bos = tokenizer.bos_token is not None and rendered.startswith(tokenizer.bos_token)
         self.pieces = self._PLACEHOLDER.split(rendered)
         self.names = set(self.pieces[1::2])
+        unknown = self.names - set(placeholders) if placeholders is not None else set()
+        if unknown:
+            shown = ", ".join(f"{{{name}}}" for name in sorted(unknown))
+            allowed = ", ".join(f"{{{name}}}" for name in sorted(placeholders)) or "none"
+            raise ConfigValueError(
+                f"{' / '.join(keys) or 'The prompt'} uses {shown}, which the model never fills (it fills {allowed}). "
+                f"Fix: spell the placeholders as listed, or write the text without braces."
+            )
 
     def fill(self, **values) -> list[str | Soft]:
         """Segments with every placeholder replaced: a ``str``, a ``Soft`` or a list of them."""

@@ -192,7 +192,8 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.queues = nn.ModuleDict({name: KeyQueue(config["queue_size"], config["projection_size"]) for name in QUEUES})
         self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"], config["head_norm"] or "none")
 
-        self.template = PromptTemplate(self.tokenizer, config["prompt_system"], "{context}")
+        self.template = PromptTemplate(self.tokenizer, config["prompt_system"], "{context}", placeholders={"context"},
+                                       keys=("prompt_system",))
         self.prompts = PromptBuilder(self.tokenizer, input_embeddings, add_bos=not self.template.adds_bos)
 
         # Neighbours: the training split's interactions only. With lm_holdout_ratio, training prompts

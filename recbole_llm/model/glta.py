@@ -115,8 +115,12 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
         self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"], config["head_norm"] or "none")
 
-        self.item_template = PromptTemplate(self.tokenizer, config["item_alignment_system"], config["item_alignment_prompt"])
-        self.user_template = PromptTemplate(self.tokenizer, config["user_alignment_system"], config["user_alignment_prompt"])
+        self.item_template = PromptTemplate(self.tokenizer, config["item_alignment_system"], config["item_alignment_prompt"],
+                                            placeholders={"descriptions", "item_tokens"},
+                                            keys=("item_alignment_system", "item_alignment_prompt"))
+        self.user_template = PromptTemplate(self.tokenizer, config["user_alignment_system"], config["user_alignment_prompt"],
+                                            placeholders={"user_token", "item_tokens", "profile", "prediction"},
+                                            keys=("user_alignment_system", "user_alignment_prompt"))
         self.prompts = PromptBuilder(self.tokenizer, self.llm.get_input_embeddings(), add_bos=not self.user_template.adds_bos)
 
         self.descriptions = item_descriptions(dataset)

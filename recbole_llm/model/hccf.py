@@ -47,6 +47,7 @@ from recbole.model.loss import BPRLoss
 from recbole.utils import InputType
 from torch import nn
 
+from recbole_llm.config_rules import check_value
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.graph import SymmetricSparseMM, build_norm_adj, split_users_items
 
@@ -87,15 +88,11 @@ class HCCF(GeneralRecommender):
         self.other_parameter_name = ["restore_user_e", "restore_item_e"]
 
     def _check_config(self):
-        checks = {
-            "keep_rate": (0 < self.keep_rate <= 1, "a fraction in (0, 1] (1 = no dropout)"),
-            "hyper_num": (self.hyper_num >= 1, "a positive number of hyperedges"),
-            "temp": (self.temp > 0, "a positive temperature"),
-            "n_layers": (self.n_layers >= 1, "at least one layer"),
-        }
-        for key, (ok, wanted) in checks.items():
-            if not ok:
-                raise ConfigValueError(f"{key}={getattr(self, key)!r} is not usable by HCCF. Fix: set {key} to {wanted}.")
+        # The same rules as the plugin's Config (config_rules.RULES), for an HCCF built from RecBole's own.
+        for key in ("keep_rate", "hyper_num", "temp", "leaky", "ssl_reg", "reg_weight"):
+            check_value(key, getattr(self, key))
+        if self.n_layers < 1:  # RULES allows 0 (matrix factorisation) for the LightGCN family; HCCF needs a layer
+            raise ConfigValueError(f"n_layers={self.n_layers!r} is not usable by HCCF. Fix: set n_layers to at least 1.")
 
     @staticmethod
     def _edge_ids(adj):
