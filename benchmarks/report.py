@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from recbole_llm.helpers import atomic_write  # noqa: E402
 from recbole_llm.utils import MODEL_ALIASES  # noqa: E402
 
 COST_COLUMNS = [
@@ -133,7 +134,7 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
               "One row and seed alone, e.g.:", "", "```bash", first["command"], "```", "",
               f"Device: {'; '.join(devices)}.  ", "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + ".",
               "", "Protocol:", "", "```yaml", protocol_text.strip(), "```", ""]
-    Path(path).write_text("\n".join(parts))
+    atomic_write(path, lambda f: f.write("\n".join(parts).encode()))
 
 
 def write_chart(path, title, records, metric):
@@ -164,7 +165,7 @@ def write_chart(path, title, records, metric):
     right.set_title("accuracy against training time")
     right.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -243,7 +244,8 @@ def main(argv=None):
     table = overview_table(metric=args.metric)
     if args.readme:
         readme = ROOT / "README.md"
-        readme.write_text(readme_with_overview(readme.read_text(), table))
+        text = readme_with_overview(readme.read_text(), table)
+        atomic_write(readme, lambda f: f.write(text.encode()))
     else:
         print(table)
 

@@ -5,7 +5,7 @@
 
 Every combination trains once (``--seed``, default 2020) through the benchmark harness; the one
 with the best validation score (the protocol's ``valid_metric``) is written to
-``recbole_llm/properties/benchmark/<dataset>/<Model>.yaml`` with the grid and every score in its header, which
+``recbole_llm/properties/benchmark/<dataset>/<Model>.yaml`` with the command in its header, which
 ``run.py`` then adds to every run of that model on that dataset. The runs are kept in
 ``results/tuning/<dataset>.json`` (resumable like the benchmark) and tabulated in
 ``results/tuning/<dataset>.md``. Test scores are recorded but never used for the choice.
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import ROOT, TUNED_DIR, NotAStore, RecordStore, row_label, row_values, run_rows  # noqa: E402
 from benchmarks.report import write_markdown  # noqa: E402
+from recbole_llm.helpers import atomic_write  # noqa: E402
 
 
 def grid_rows(model, grid):
@@ -67,17 +68,19 @@ def main(argv=None):
         run_rows(rows, args.dataset, args.protocol, [args.seed], store, data_path=args.data_path, harness_command=command)
     except BaseException:
         if previous is not None:
-            tuned_file.write_text(previous)
+            atomic_write(tuned_file, lambda f: f.write(previous.encode()))
         raise
 
     runs = [r for r in store.read() if r["label"] in rows and r["seed"] == args.seed]
     best = max(runs, key=lambda r: r["valid"][valid_key])
     chosen = row_values(best["label"])
-    header = [f"Tuned on the validation split ({valid_key}, seed {args.seed}) by:", f"  {command}", "Grid results:"]
-    header += [f"  {r['label']}: valid {valid_key} {r['valid'][valid_key]:.4f}" for r in sorted(runs, key=lambda r: r["label"])]
-    tuned_file.parent.mkdir(parents=True, exist_ok=True)
-    tuned_file.write_text("".join(f"# {line}\n" for line in header) + yaml.safe_dump(
-        {k: yaml.safe_load(v) for k, v in chosen.items()}, sort_keys=False))
+    # The scores stay in the tuning table beside the runs; a property file says only where they are.
+    table = os.path.relpath(Path(args.out).resolve() / f"{args.dataset}.md", ROOT)
+    header = [f"Tuned on the validation split ({valid_key}, seed {args.seed}) by:", f"  {command}",
+              f"Every grid point's validation score: {table}"]
+    text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(
+        {k: yaml.safe_load(v) for k, v in chosen.items()}, sort_keys=False)
+    atomic_write(tuned_file, lambda f: f.write(text.encode()))
     print(f"Best {best['label']} (valid {valid_key} {best['valid'][valid_key]:.4f}); wrote {os.path.relpath(tuned_file, ROOT)}")
 
     dataset_records = [r for r in store.read() if r["dataset"] == args.dataset]

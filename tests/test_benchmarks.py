@@ -174,7 +174,10 @@ def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
     best = max(runs, key=lambda r: r["valid"]["ndcg@10"])
     tuned = tmp_path / "tuned" / "ml-100k" / "EASE.yaml"
     assert yaml.safe_load(tuned.read_text()) == {"reg_weight": float(best["label"].split("=")[1].rstrip("]"))}
-    assert "Grid results:" in tuned.read_text() and "| EASE[reg_weight=1.0] |" in (out / "ml-100k.md").read_text()
+    header = tuned.read_text()
+    assert "tune.py --dataset ml-100k" in header and "ndcg@10 0." not in header  # the scores stay in the table:
+    assert f"{os.path.relpath(out / 'ml-100k.md', benchmarks.tune.ROOT)}" in header
+    assert "| EASE[reg_weight=1.0] |" in (out / "ml-100k.md").read_text()
     assert benchmarks.harness.run_config_files(str(protocol), "ml-100k", "EASE")[-1].endswith("EASE.yaml")
 
     # The benchmark's plain EASE row on the tuning seed is that same run: copied, not trained again.
