@@ -3,7 +3,7 @@
     python benchmarks/stage1_metrics.py --store results/ml-100k.json --labels GLTA
 
 Each record's stage-1 LightGCN of all training interactions is read back from the store's stage-1
-cache (``.<store>.graph_cache/``, the file the run itself wrote or read, found by the same digest),
+cache (``.<store>.graph_cache/``, the file the run itself wrote or read, named as the trainer names it),
 evaluated on the run's test split by RecBole's evaluator, and written into the record as
 ``graph_test``. Needed for the rows run before 52544be: their ``graph_test`` came from the
 LightGCN's ``full_sort_predict``, whose cached embeddings were those of stage 1's last validation
@@ -25,7 +25,7 @@ from recbole.utils import init_seed  # noqa: E402
 from benchmarks.harness import RecordStore, graph_cache_dir_of, parse_row  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.fastlightgcn import FastLightGCN  # noqa: E402
-from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest  # noqa: E402
+from recbole_llm.trainer.graph_stage_trainer import graph_cache_file  # noqa: E402
 from recbole_llm.utils import create_dataset, get_model  # noqa: E402
 
 
@@ -36,8 +36,8 @@ def stage1_test(record, cache_dir):
                    "checkpoint_dir": "/tmp/stage1_metrics"}
     config = Config(model, record["dataset"], config_file_list=record["config_files"], config_dict=config_dict,
                     cmd_args=overrides)
-    cached = cache_dir / f"{config['model']}-{config['dataset']}-{graph_cache_digest(config, get_model(model))}.pth"
-    if not cached.is_file():
+    cached = graph_cache_file(config, get_model(model))
+    if cached is None or not cached.is_file():
         return None
     init_seed(config["seed"], config["reproducibility"])
     train, _, test = data_preparation(config, create_dataset(config))

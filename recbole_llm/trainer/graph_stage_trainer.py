@@ -51,6 +51,19 @@ def graph_cache_digest(config, model_class, holdout=False):
     return graph_digest(config, ignored)
 
 
+def graph_cache_file(config, model_class, holdout=False):
+    """The shared stage-1 file of a run's graph settings, or None when ``graph_cache`` is off.
+
+    The LightGCN of all training interactions does not depend on ``lm_holdout_ratio``; the holdout
+    graph does (and its file says so in its name).
+    """
+    if not config["graph_cache"]:
+        return None
+    root = Path(config["graph_cache_dir"] or Path(config["checkpoint_dir"]) / "graph_cache")
+    digest = graph_cache_digest(config, model_class, holdout)
+    return root / f"{config['model']}-{config['dataset']}-{'holdout-' if holdout else ''}{digest}.pth"
+
+
 class StageBatches:
     """Shuffled batches of user or item ids, shaped like the RecBole dataloaders the train loop reads.
 
@@ -138,18 +151,6 @@ class GraphStageTrainer(RunState, Trainer):
 
     # ----- stage 1 ------------------------------------------------------------------------------
 
-    def _graph_cache_file(self, holdout=False):
-        """The shared stage-1 file of this run's graph settings, or None when ``graph_cache`` is off.
-
-        The LightGCN of all training interactions does not depend on ``lm_holdout_ratio``; the
-        holdout graph does (and its file says so in its name).
-        """
-        if not self.config["graph_cache"]:
-            return None
-        root = Path(self.config["graph_cache_dir"] or Path(self.config["checkpoint_dir"]) / "graph_cache")
-        digest = graph_cache_digest(self.config, type(self.model), holdout)
-        return root / f"{self.config['model']}-{self.config['dataset']}-{'holdout-' if holdout else ''}{digest}.pth"
-
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
         done = self.run_dir / "stage1_graph.pth"
         if done.is_file():
@@ -162,7 +163,7 @@ class GraphStageTrainer(RunState, Trainer):
             self.graph_source = "run checkpoint"
             return
         graph = self.model.graph
-        cached = self._graph_cache_file()
+        cached = graph_cache_file(self.config, type(self.model))
         if self.config["graph_checkpoint"]:
             self._load_graph_checkpoint(self.config["graph_checkpoint"])
             self.graph_source = "graph_checkpoint"
@@ -207,7 +208,7 @@ class GraphStageTrainer(RunState, Trainer):
     def _holdout_graph_stage(self, train_data, valid_data, verbose, show_progress):
         """``lm_holdout_ratio``: the LightGCN of the training interactions that are not held out."""
         model = self.model
-        cached = self._graph_cache_file(holdout=True)
+        cached = graph_cache_file(self.config, type(self.model), holdout=True)
         if cached is not None and cached.is_file():
             self._load_graph_checkpoint(cached, from_cache=True, graph=model.holdout_graph)
             return
