@@ -101,7 +101,7 @@ RULES = {
     "momentum": Rule(float, 0, 1, open_high=True), "lambda1": non_negative(), "lambda2": non_negative(), "lambda3": non_negative(),
     "lambda4": non_negative(), "prompt_batch_size": count(), "users_per_epoch": count(optional=True),
     # GLTA's and GAL-Rec's language-model stage beyond the papers
-    "lm_holdout_ratio": Rule(float, 0, 1, open_high=True),
+    "lm_holdout_ratio": Rule(float, 0, 1, open_high=True), "history_text_words": count(),
     # The graph baselines
     "hyper_num": count(), "temp": positive(), "keep_rate": Rule(float, 0, 1, open_low=True),
     "leaky": non_negative(), "ssl_reg": non_negative(), "text_max_tokens": count(),

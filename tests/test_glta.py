@@ -10,6 +10,7 @@ from recbole.utils import init_seed
 
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
+from recbole_llm.llm import Soft
 from recbole_llm.model.glta import GLTA
 from recbole_llm.model.graph_stage import FUSION_WEIGHTS
 from recbole_llm.quick_start import load_data_and_model
@@ -234,6 +235,29 @@ def test_item_text_joins_the_item_tokens_from_zero(base, tmp_path):
     assert model.item_text_embedding.shape[0] == model.n_items
     torch.testing.assert_close(model.item_tokens(items), model.item_projector(model.item_graph_embedding[items]))
     assert any(p is model.text_projector.weight for p in model.item_alignment_parameters())
+
+
+def test_history_text_shows_each_items_words_beside_or_instead_of_its_token(base, tmp_path):
+    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path), "history_text": "beside", "history_text_words": 3})
+    history = torch.tensor([1, 2])
+    words = [" ".join(model.descriptions[i].split()[:3]) for i in (1, 2)]
+    assert all(words) and all(len(w.split()) <= 3 for w in words)
+    beside = model.history_segments(history)
+    assert [s for s in beside if isinstance(s, str)] == [f"{words[0]}: ", f"; {words[1]}: "]
+    torch.testing.assert_close(torch.cat([s.embeds for s in beside if isinstance(s, Soft)]), model.item_tokens(history))
+    # The stage-3 prompt carries them: its batch is longer than with the tokens alone, and trains.
+    users = model.lm_users[:4]
+    with_text = model.user_prompts(users, [model.inference_history[u] for u in users.tolist()])
+    loss = model.user_alignment_loss({model.USER_ID: users})
+    loss.backward()
+    assert torch.isfinite(loss) and model.fusion_gate.grad.abs() > 0  # the gate starts at 0: the LM logits reach it first
+    model.history_text = "none"
+    tokens_only = model.user_prompts(users, [model.inference_history[u] for u in users.tolist()])
+    assert with_text.inputs_embeds.shape[1] > tokens_only.inputs_embeds.shape[1]
+    model.history_text = "instead"
+    assert model.history_segments(history) == "; ".join(words)
+    with pytest.raises(ConfigValueError, match="history_text='both'.*Fix:"):
+        build({**base, "checkpoint_dir": str(tmp_path), "history_text": "both"})
 
 
 def test_on_ordered_data_prompts_show_the_latest_items_and_targets_come_next(base, tmp_path):

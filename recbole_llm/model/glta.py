@@ -34,6 +34,11 @@ run on the default CPU backbone, ranked below the LightGCN it starts from; resul
 - ``max_history: 40``: prompts show up to 40 training items (the paper states no number; its path
   here keeps 20). With the residual fusion the longer history is what ranks above stage 1
   (benchmarks/notes/ml-100k.md, "Issue 21").
+- ``history_text``: the stage-3 prompt also describes its history items in words, the first
+  ``history_text_words`` words of each description before the item's token (``beside``) or in its
+  place (``instead``), so that an item the graph knows little of still says what it is. ``none``
+  (the paper's graph tokens alone) is the default; benchmarks/notes/ml-100k.md ("Issue 21") has
+  what each costs and ranks.
 
 Choices where the paper is silent (each a config key):
 
@@ -64,6 +69,7 @@ from torch import nn
 
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
+from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
 from recbole_llm.model.graph_stage import PretrainedGraphMixin, latest
@@ -82,8 +88,9 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
         "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
         "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head", "head_norm",
-        "score_fusion", "use_item_text", "train_item_side",
+        "score_fusion", "use_item_text", "train_item_side", "history_text", "history_text_words",
     }
+    HISTORY_TEXTS = ("none", "beside", "instead")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -94,6 +101,10 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.use_prediction = config["use_prediction"]
         self.lora = (config["lora_r"] or 0) > 0
         self.train_item_side = bool(config["train_item_side"])
+        self.history_text = config["history_text"] or "none"
+        if self.history_text not in self.HISTORY_TEXTS:
+            raise ConfigValueError(f"history_text={self.history_text!r} is not one of {', '.join(self.HISTORY_TEXTS)}. "
+                                   f"Fix: set history_text to none (item tokens alone), beside or instead.")
 
         # Stage 1: the graph, and its frozen final embeddings once trained. With lm_holdout_ratio a
         # second LightGCN, trained without the held-out interactions, feeds the language model, whose
@@ -124,6 +135,8 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.prompts = PromptBuilder(self.tokenizer, self.llm.get_input_embeddings(), add_bos=not self.user_template.adds_bos)
 
         self.descriptions = item_descriptions(dataset)
+        # What a history item says in words in the stage-3 prompt (history_text): its description's first words.
+        self.history_labels = [" ".join(text.split()[:config["history_text_words"]]) for text in self.descriptions]
         history = dataset.inter_matrix(form="csr").astype(np.float32)
         self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
         # Inference history: a fixed random subset per user, the same in every evaluation.
@@ -163,15 +176,28 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     def _slots(self, count):
         return Soft(self.output_slots[:count], name="out")
 
+    def history_segments(self, history):
+        """The history items as a stage-3 prompt shows them (``history_text``): their tokens side by side,
+        each item's words and then its token (``"words: <token>; words: <token>"``), or the words alone."""
+        if self.history_text == "none":
+            return Soft(self.item_tokens(history))
+        labels = [self.history_labels[item] for item in history.tolist()]
+        if self.history_text == "instead":
+            return "; ".join(labels)
+        tokens, segments = self.item_tokens(history), []
+        for position, label in enumerate(labels):
+            segments += [f"{'; ' if position else ''}{label + ': ' if label else ''}", Soft(tokens[position:position + 1])]
+        return segments
+
     def user_prompts(self, users, histories):
-        """Stage-3 prompts: user token, history item tokens, optional texts, ``user_alignment_targets`` slots."""
+        """Stage-3 prompts: user token, history items, optional texts, ``user_alignment_targets`` slots."""
         user_tokens = self.user_projector(self.user_graph_embedding[users])
         prompts = []
         for row, (user, history) in enumerate(zip(users.tolist(), histories)):
             history = torch.as_tensor(history, dtype=torch.long, device=self.device)
             profile = f" User tags: {self.profiles[user]}" if self.profiles else ""
             prediction = f" User's potential interest: {self.predictions[user]}" if self.predictions else ""
-            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]), item_tokens=Soft(self.item_tokens(history)),
+            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]), item_tokens=self.history_segments(history),
                                              profile=profile, prediction=prediction)
             prompts.append(prompt + [self._slots(self.user_alignment_targets)])
         return self.prompts.build(prompts)
