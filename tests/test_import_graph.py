@@ -76,3 +76,22 @@ def test_no_module_of_the_package_imports_itself_back_through_others():
 def test_the_cycle_finder_names_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_stock_models_run_does_not_import_transformers():
+    """The runner's path for BPR (config, model and trainer lookup) leaves transformers and peft unloaded:
+    importing them costs seconds a stock model's run does not need."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from recbole_llm.config import Config\n"
+            "from recbole_llm.quick_start import run_recbole_llm\n"
+            "from recbole_llm.utils import get_model, get_trainer\n"
+            "config = Config('BPR', 'ml-100k', config_dict={'state': 'WARNING'})\n"
+            "get_trainer(get_model('BPR').type, 'BPR')\n"
+            "print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

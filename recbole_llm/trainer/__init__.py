@@ -1,8 +1,18 @@
-"""Trainers of multi-stage plugin models, found by name as ``<Model>Trainer`` (see ``utils.get_trainer``)."""
+"""Trainers of multi-stage plugin models, found by name as ``<Model>Trainer`` (see ``utils.get_trainer``).
 
-from recbole_llm.trainer.galrec_trainer import GALRecTrainer
-from recbole_llm.trainer.glta_trainer import GLTATrainer
-from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer
-from recbole_llm.trainer.resume import ResumableTraining, resumable
+Each is imported on first use: GLTA's and GAL-Rec's trainers load transformers, which a stock
+model's run (it needs only ``resumable``) would otherwise import for nothing.
+"""
 
-__all__ = ["GALRecTrainer", "GLTATrainer", "GraphStageTrainer", "ResumableTraining", "resumable"]
+import importlib
+
+_MODULES = {"GALRecTrainer": "galrec_trainer", "GLTATrainer": "glta_trainer", "GraphStageTrainer": "graph_stage_trainer",
+            "ResumableTraining": "resume", "resumable": "resume"}
+
+__all__ = list(_MODULES)
+
+
+def __getattr__(name):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
