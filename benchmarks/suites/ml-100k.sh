@@ -91,4 +91,7 @@ on_core 1 --seeds 2022 --models "GLTA" &
 on_core 0 --seeds 2020 --models "GLTA"
 wait
 OMP_NUM_THREADS=2 python benchmarks/run.py --dataset ml-100k --protocol "$P" --seeds 2021 --models "GLTA"
+# The history items' first four words beside their tokens in stage 3's prompt (history_text, issue 21
+# item 2): about 20 minutes a stage-3 epoch with its validation on one core, so four epochs, not ten.
+on_core 1 --seeds 2020 --models "GLTA[history_text=beside,history_text_words=4,user_alignment_epochs=4]"
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
