@@ -42,7 +42,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaModel  # noqa: E402
 
 from benchmarks.harness import synchronize  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
-from recbole_llm.helpers import atomic_write  # noqa: E402
+from recbole_llm.helpers import atomic_write_text  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,8 +214,8 @@ def main(argv=None):
     print(table)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.out, lambda f: f.write((table + "\n").encode()))
-        atomic_write(Path(args.out).with_suffix(".json"), lambda f: f.write((json.dumps(figures, indent=1) + "\n").encode()))
+        atomic_write_text(args.out, table + "\n")
+        atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(figures, indent=1) + "\n")
     return figures
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from recbole_llm.helpers import atomic_write  # noqa: E402
+from recbole_llm.helpers import atomic_write, atomic_write_text  # noqa: E402
 from recbole_llm.utils import MODEL_ALIASES  # noqa: E402
 
 COST_COLUMNS = [
@@ -134,7 +134,7 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
               "One row and seed alone, e.g.:", "", "```bash", first["command"], "```", "",
               f"Device: {'; '.join(devices)}.  ", "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + ".",
               "", "Protocol:", "", "```yaml", protocol_text.strip(), "```", ""]
-    atomic_write(path, lambda f: f.write("\n".join(parts).encode()))
+    atomic_write_text(path, "\n".join(parts))
 
 
 def write_chart(path, title, records, metric):
@@ -245,7 +245,7 @@ def main(argv=None):
     if args.readme:
         readme = ROOT / "README.md"
         text = readme_with_overview(readme.read_text(), table)
-        atomic_write(readme, lambda f: f.write(text.encode()))
+        atomic_write_text(readme, text)
     else:
         print(table)
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import ROOT, TUNED_DIR, NotAStore, RecordStore, row_label, row_values, run_rows  # noqa: E402
 from benchmarks.report import write_markdown  # noqa: E402
-from recbole_llm.helpers import atomic_write  # noqa: E402
+from recbole_llm.helpers import atomic_write_text  # noqa: E402
 
 
 def grid_rows(model, grid):
@@ -68,7 +68,7 @@ def main(argv=None):
         run_rows(rows, args.dataset, args.protocol, [args.seed], store, data_path=args.data_path, harness_command=command)
     except BaseException:
         if previous is not None:
-            atomic_write(tuned_file, lambda f: f.write(previous.encode()))
+            atomic_write_text(tuned_file, previous)
         raise
 
     runs = [r for r in store.read() if r["label"] in rows and r["seed"] == args.seed]
@@ -80,7 +80,7 @@ def main(argv=None):
               f"Every grid point's validation score: {table}"]
     text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(
         {k: yaml.safe_load(v) for k, v in chosen.items()}, sort_keys=False)
-    atomic_write(tuned_file, lambda f: f.write(text.encode()))
+    atomic_write_text(tuned_file, text)
     print(f"Best {best['label']} (valid {valid_key} {best['valid'][valid_key]:.4f}); wrote {os.path.relpath(tuned_file, ROOT)}")
 
     dataset_records = [r for r in store.read() if r["dataset"] == args.dataset]

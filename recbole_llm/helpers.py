@@ -40,6 +40,11 @@ def atomic_write(path, write, mode="wb"):
         raise
 
 
+def atomic_write_text(path, text):
+    """``text`` through ``atomic_write``, as UTF-8 (tables and README carry ± and †, whatever the locale)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def atomic_save(obj, path):
     """``torch.save`` through ``atomic_write``."""
     atomic_write(path, lambda f: torch.save(obj, f))
