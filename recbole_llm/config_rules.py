@@ -88,7 +88,8 @@ RULES = {
     "nproc": count(), "world_size": count(also=(-1,)), "group_offset": count(0),
     # Every plugin model: backbone and scale options
     "llm_num_layers": count(optional=True), "lora_r": count(0, optional=True), "lora_alpha": positive(),
-    "lora_dropout": Rule(float, 0, 1, open_high=True), "gradient_accumulation_steps": count(optional=True),
+    "lora_dropout": Rule(float, 0, 1, open_high=True), "lora_lr": positive(optional=True),
+    "gradient_accumulation_steps": count(optional=True),
     # Stage 1 of GLTA and GAL-Rec
     "graph_epochs": count(), "graph_learning_rate": positive(),
     # GLTA's stages 2 and 3

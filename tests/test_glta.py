@@ -349,3 +349,22 @@ def test_early_stopped_last_stage_is_not_trained_again_by_the_same_command(base,
     config, model, trainer, train, valid, test = build(config_dict)  # the same command, run again
     assert trainer.fit(train, valid, saved=True) == best
     assert trainer.stage_seconds_per_epoch["user_alignment"] == []
+
+
+def test_mlp_projectors_train_and_lora_adapters_get_their_own_rate(base, tmp_path):
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "projector": "mlp", "lora_r": 2, "lora_lr": 1e-4,
+                   "graph_epochs": 1, "item_alignment_epochs": 1, "user_alignment_epochs": 1}
+    _, model, trainer, train, valid, _ = build(config_dict)
+    for projector in (model.user_projector, model.item_projector):
+        assert [type(layer) for layer in projector] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
+    assert {id(p) for p in model.item_projector.parameters()} <= {id(p) for p in model.item_alignment_parameters()}
+    assert {id(p) for p in model.user_projector.parameters()} <= {id(p) for p in model.user_alignment_parameters()}
+    trainer.fit(train, valid)
+    lora = [p for name, p in model.llm.named_parameters() if "lora_" in name]
+    groups = {group["lr"]: {id(p) for p in group["params"]} for group in trainer.optimizer.param_groups}
+    assert lora and groups[1e-4] == {id(p) for p in lora}  # the adapters, and only they, at lora_lr
+    assert {id(p) for p in model.user_projector.parameters()} <= groups[base["user_alignment_lr"]]
+    with torch.no_grad():
+        assert torch.isfinite(model.full_sort_predict({model.USER_ID: torch.arange(1, 5)})).all()
+    with pytest.raises(ConfigValueError, match="projector='deep'.*Fix:"):
+        build({**base, "checkpoint_dir": str(tmp_path), "projector": "deep"})

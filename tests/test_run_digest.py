@@ -30,14 +30,15 @@ RUN_DIGESTS = {
 # once more with max_history 40, and GAL-Rec's with L0 alone on 6144 users an epoch: such a run
 # trains something else and must not resume an older folder. GAL-Rec's changed again when it gained
 # held_out_targets (a new entry changes the digest, although its default trains as before), and
-# with learning_rate 5e-4; GLTA's when it gained history_text (none, its default, trains as before). Their
+# with learning_rate 5e-4; GLTA's when it gained history_text (none, its default, trains as before);
+# both when they gained projector and lora_lr (linear and ~, their defaults, train as before). Their
 # stage-1 cache digests are the ones computed on c1304e4: the LightGCN of all training interactions
 # is the same, so older caches still serve.
 LLM_DIGESTS = {
-    ("GLTA", "ml-100k"): ("5d0833eefbac", "7e225be1802a"),
-    ("GALRec", "ml-100k"): ("0dcfb02164b6", "23670f0e528c"),
-    ("GLTA", "ml-1m"): ("1323b5457ad7", "944343bc6c92"),
-    ("GALRec", "amazon-beauty"): ("13f7fe0b8faa", "6d0ef2178e00"),
+    ("GLTA", "ml-100k"): ("30880b7d8ae7", "7e225be1802a"),
+    ("GALRec", "ml-100k"): ("80ba8ee2a56c", "23670f0e528c"),
+    ("GLTA", "ml-1m"): ("2707354dd878", "944343bc6c92"),
+    ("GALRec", "amazon-beauty"): ("7799193c9a40", "6d0ef2178e00"),
 }
 
 

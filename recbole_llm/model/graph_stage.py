@@ -22,6 +22,8 @@ Additions beyond the papers, each a config key (``properties/glta-paper.yaml`` a
 - ``ordered_context``: under ``order: TO`` the held-out interactions are each user's most recent,
   and the models show a user's latest training items (``self.sequences``, ``latest``) and predict
   what follows, as leave-one-out evaluation asks.
+- ``projector: mlp``: the graph embeddings reach the LM's input space through Linear, GELU, Linear
+  (LLaVA-1.5's projector) instead of the papers' one Linear (``graph_projector``).
 """
 
 import contextlib
@@ -35,6 +37,7 @@ from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
 
 SCORE_FUSIONS = ("none", "residual", "validated")
+PROJECTORS = ("linear", "mlp")
 # The weights of the LM's standardised logits that ``score_fusion: validated`` tries on validation.
 FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5)
 # The keys that choose the held-out interactions: only the holdout graph's stage-1 cache depends on them.
@@ -45,6 +48,16 @@ def latest(sequence, n, end=None):
     """The up to ``n`` items of ``sequence`` before position ``end`` (default: its end), oldest first."""
     end = len(sequence) if end is None else end
     return sequence[max(end - n, 0):end]
+
+
+def graph_projector(in_size, out_size, kind, bias=True):
+    """How a graph embedding becomes a soft token: one Linear (``linear``, the papers'), or ``mlp``, Linear,
+    GELU, Linear, which can bend the graph's space where one linear map cannot (LLaVA-1.5's projector)."""
+    if kind == "linear":
+        return nn.Linear(in_size, out_size, bias=bias)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_size, out_size, bias=bias), nn.GELU(), nn.Linear(out_size, out_size, bias=bias))
+    raise ConfigValueError(f"projector={kind!r} is not a projector. Fix: set projector to one of {', '.join(PROJECTORS)}.")
 
 
 class PretrainedGraphMixin:

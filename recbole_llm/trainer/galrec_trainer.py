@@ -51,7 +51,7 @@ class GALRecTrainer(GraphStageTrainer):
 
         model = self.model
         model.init_head_from_item_tokens()  # replaced by the checkpoint's head when resuming below
-        self.optimizer = self._build_optimizer(params=model.graph_aware_parameters())
+        self.optimizer = self._build_optimizer(params=model.lora_groups(model.graph_aware_parameters(), self.config["lora_lr"]))
         # Users without a target (a training interaction, or a held-out one) have nothing to learn from.
         batches = UserSample(model.USER_ID, model.lm_users, self.config["prompt_batch_size"], train_data.dataset,
                              self.config["seed"], rank=self.rank, world_size=self.world_size, limit=self.config["users_per_epoch"])

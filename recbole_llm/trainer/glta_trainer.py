@@ -71,7 +71,7 @@ class GLTATrainer(GraphStageTrainer):
         self._item_alignment_stage(train_data.dataset, show_progress)
 
         model, config = self.model, self.config
-        self.optimizer = self._build_optimizer(params=model.user_alignment_parameters(),
+        self.optimizer = self._build_optimizer(params=model.lora_groups(model.user_alignment_parameters(), config["lora_lr"]),
                                                learning_rate=config["user_alignment_lr"])
         self.epochs = config["user_alignment_epochs"] if config["user_alignment"] else 0
         batches = self._batches(model.USER_ID, model.lm_users, config["user_alignment_batch_size"], train_data.dataset)
