@@ -20,7 +20,6 @@ dataset's files before RecBole would try to download them.
 
 import functools
 import importlib
-import os
 import pickle
 import types
 import warnings
@@ -31,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_llm.checkpoint import disk_failure, write_error
+from recbole_llm.helpers import atomic_write
 
 _applied = False
 
@@ -153,7 +152,7 @@ def _cpu_aware_ddp(module, device_ids=None, **kwargs):
 
 def _atomic(save_checkpoint):
     # RecBole writes the best checkpoint in place: a run killed mid-write leaves a truncated file
-    # where the last good one was. Write beside it, then rename over it.
+    # where the last good one was. Write it through atomic_write (beside it, then renamed over it).
     # Under DDP only rank 0 writes (RecBole's rule, checked here too): every rank has the same file
     # name, so a rank that saw rank 0's partial file on the shared disk and renamed it as well raced
     # rank 0's rename (FileNotFoundError in some runs of the two-process test; results/probes.md).
@@ -162,17 +161,7 @@ def _atomic(save_checkpoint):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         target = kwargs.pop("saved_model_file", self.saved_model_file)
-        partial = f"{target}.partial"
-        try:
-            save_checkpoint(self, epoch, verbose=False, saved_model_file=partial, **kwargs)
-            os.replace(partial, target)
-        except BaseException as error:
-            # A full disk: name the file (torch names neither it nor the cause); the last good one stays.
-            if os.path.exists(partial):
-                os.unlink(partial)
-            if disk_failure(error):
-                raise write_error(target, error) from error
-            raise
+        atomic_write(target, lambda f: save_checkpoint(self, epoch, verbose=False, saved_model_file=f, **kwargs))
         if verbose:
             self.logger.info(f"Saving current: {target}")
 
