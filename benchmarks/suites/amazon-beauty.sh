@@ -54,6 +54,11 @@ wait
 # 22k users an epoch and validates after each (~10 min a pass); a stopped run resumes from its checkpoints.
 on_core 0 --seeds 2020 --models "GLTA"
 wait
+# Capacity (issue 21 item 2): the MLP projector, and LoRA r=8 with its adapters at a fifth of the
+# joint stage's rate, one core each.
+on_core 0 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,projector=mlp]" &
+on_core 1 --seeds 2020 --models "GALRec[epochs=20,eval_step=5,lora_r=8,lora_lr=1e-4]"
+wait
 # Not yet run: FastLightGCN at RecBole's learning rate (still improving at epoch 106), SASRec uncapped.
 if [[ "${MORE:-0}" == 1 ]]; then
   on_core 0 --seeds 2020 --models "FastLightGCN,SASRec"

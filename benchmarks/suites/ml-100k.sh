@@ -94,4 +94,11 @@ OMP_NUM_THREADS=2 python benchmarks/run.py --dataset ml-100k --protocol "$P" --s
 # The history items' first four words beside their tokens in stage 3's prompt (history_text, issue 21
 # item 2): about 20 minutes a stage-3 epoch with its validation on one core, so four epochs, not ten.
 on_core 1 --seeds 2020 --models "GLTA[history_text=beside,history_text_words=4,user_alignment_epochs=4]"
+# Capacity on the residual defaults (issue 21 item 2): LoRA r=8 with its adapters at stage 3's rate
+# and at a tenth of it (lora_lr), and the MLP projector; its seeds 2021 and 2022 after seed 2020
+# tied the defaults on validation.
+on_core 0 --seeds 2020 --models "GLTA[lora_r=8]" &
+on_core 1 --seeds 2020 --models "GLTA[lora_r=8,lora_lr=1e-4],GLTA[projector=mlp]"
+wait
+on_core 0 --seeds 2021,2022 --models "GLTA[projector=mlp]"
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only
