@@ -328,3 +328,19 @@ def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(b
         assert any(target != model.lm_targets[user][0] for user, target in drawn)
     model.train()
     assert torch.isfinite(weighted(model, model.loss_terms({"user_id": users})))
+
+
+def test_mlp_projectors_and_lora_adapters_at_their_own_rate_train_and_reload(base, tmp_path):
+    _, model, trainer, train, valid, _ = build({**base, "projector": "mlp", "lora_r": 2, "lora_lr": 1e-4, "epochs": 1,
+                                                "checkpoint_dir": str(tmp_path)})
+    assert [type(layer) for layer in model.encoder.item_projector] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
+    trainer.fit(train, valid, saved=True)
+    lora = {id(p) for name, p in model.llm.named_parameters() if "lora_" in name}
+    groups = {group["lr"]: {id(p) for p in group["params"]} for group in trainer.optimizer.param_groups}
+    assert lora and groups == {base["learning_rate"]: groups[base["learning_rate"]], 1e-4: lora}
+    assert {id(p) for p in model.encoder.user_projector.parameters()} <= groups[base["learning_rate"]]
+    _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
+    users = {model.USER_ID: torch.arange(1, 40)}
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))
