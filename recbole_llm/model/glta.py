@@ -118,12 +118,13 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
         token_size = self.llm.get_input_embeddings().embedding_dim
-        self.item_projector = graph_projector(d, token_size, config["projector"] or "linear")
+        projector = config["projector"] or "linear"
+        self.item_projector = graph_projector(d, token_size, projector)
         # Starts at zero: the item tokens begin as the paper's P_i(E_i) and stage 2 learns what text adds.
         self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
         if self.text_projector is not None:
             nn.init.zeros_(self.text_projector.weight)
-        self.user_projector = graph_projector(d, token_size, config["projector"] or "linear")
+        self.user_projector = graph_projector(d, token_size, projector)
         n_slots = max(self.item_alignment_items, self.user_alignment_targets)
         self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
         self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"], config["head_norm"] or "none")
