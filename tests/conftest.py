@@ -92,3 +92,35 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def llm_base(tiny_llm_path, tmp_path_factory):
+    """The config entries every test of a language-model recommender starts from: the tiny backbone at
+    full depth, quiet logs, and a cache and checkpoint folder of the test module's own."""
+    return {
+        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
+        "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
+    }
+
+
+def build_run(model, config_dict, config_files=None, dataset="ml-100k"):
+    """Config, model, trainer and the three splits of one run, seeded as the runner seeds them."""
+    from recbole.data import data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_llm.config import Config
+    from recbole_llm.utils import create_dataset, get_model, get_trainer
+
+    config = Config(model, dataset, config_file_list=config_files, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    built = get_model(config["model"])(config, train._dataset)
+    return config, built, get_trainer(config["MODEL_TYPE"], config["model"])(config, built), train, valid, test
+
+
+@pytest.fixture(scope="session")
+def build():
+    """``build_run``, for tests and module fixtures: ``build("GLTA", {...})``."""
+    return build_run

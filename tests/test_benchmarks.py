@@ -75,6 +75,7 @@ def test_two_harnesses_fill_one_store_without_losing_records(tmp_path):
     assert second.has("A", 2)
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)
@@ -106,6 +107,7 @@ def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     assert (tmp_path / "results" / "ml-100k.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_earlier_records_intact(tmp_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)
@@ -117,6 +119,7 @@ def test_failed_run_leaves_earlier_records_intact(tmp_path):
     assert "Unknown model" in (tmp_path / "logs" / "NoSuchModel-1.log").read_text()
 
 
+@pytest.mark.slow
 def test_keep_checkpoints_leaves_the_finished_rows_best_model(tmp_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)
@@ -127,6 +130,7 @@ def test_keep_checkpoints_leaves_the_finished_rows_best_model(tmp_path):
     assert list(checkpoint_dir_of(store.path, "BPR", 1).glob("*.pth"))
 
 
+@pytest.mark.slow
 def test_a_stopped_benchmark_stops_the_row_it_was_running(tmp_path):
     # run.py under SIGTERM (kill, a scheduler's timeout) must not leave its row's process training on.
     pid_file = tmp_path / "row.pid"
@@ -156,6 +160,7 @@ def test_a_stopped_benchmark_stops_the_row_it_was_running(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_tune_picks_best_valid_and_benchmark_uses_it(tmp_path, monkeypatch):
     import benchmarks.harness
     import benchmarks.tune
@@ -198,6 +203,7 @@ def test_table_puts_each_models_plain_row_before_its_variants():
     assert [line.split(" | ")[0][2:] for line in table.splitlines()[2:]] == ["A", "A[x=1]", "B", "B[y=2]"]
 
 
+@pytest.mark.slow
 def test_killed_multi_stage_run_resumes_from_its_checkpoints(tmp_path, tiny_llm_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)

@@ -5,9 +5,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_help_lists_flags_plugin_models_and_property_files():
     done = subprocess.run([sys.executable, "-m", "recbole_llm", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)

@@ -117,6 +117,7 @@ def _anomaly_mode_after(code):
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_sequential_models_do_not_switch_on_anomaly_mode():
     # RecBole's SINE module calls torch.autograd.set_detect_anomaly(True) at import, which the
     # package's __init__ reaches for every sequential model.

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
@@ -19,6 +21,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_plain_run_prints_no_library_warnings_and_plain_numbers(tmp_path, tiny_llm_path):
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", SCRIPT.format(llm=tiny_llm_path)], cwd=tmp_path, env=env,

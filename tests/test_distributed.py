@@ -12,6 +12,8 @@ import pytest
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.quick_start import run
 
+pytestmark = pytest.mark.slow  # every test starts a process group and trains
+
 TOLERANCE = 0.03
 COMMON = {"show_progress": False, "state": "WARNING", "metrics": ["Recall", "NDCG"], "topk": [10],
           "valid_metric": "NDCG@10"}

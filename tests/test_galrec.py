@@ -4,6 +4,7 @@ the training split, scores are sound and reload identically, ablations drop thei
 import numpy as np
 import pytest
 import torch
+from conftest import build_run
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -11,28 +12,23 @@ from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.galrec import GALRec, KeyQueue
 from recbole_llm.quick_start import load_data_and_model
-from recbole_llm.trainer import GALRecTrainer
+
+# Training GLTA and GAL-Rec, even on the tiny backbone, takes minutes.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def base(tiny_llm_path, tmp_path_factory):
+def base(llm_base):
     return {
-        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
-        "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
+        **llm_base, "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
         "epochs": 3, "learning_rate": 0.001, "prompt_batch_size": 32, "users_per_epoch": 320, "queue_size": 64,
         "momentum": 0.9,  # 30 steps only: a slower key encoder would barely move
         "use_l1": True, "use_l2": True, "use_l3": True,  # the paper's loss; the defaults train L0 alone
-        "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
     }
 
 
 def build(config_dict):
-    config = Config("GAL-Rec", "ml-100k", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = GALRec(config, train._dataset)
-    return config, model, GALRecTrainer(config, model), train, valid, test
+    return build_run("GAL-Rec", config_dict)
 
 
 USERS = {"user_id": torch.arange(1, 65)}

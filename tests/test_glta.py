@@ -5,36 +5,29 @@ from pathlib import Path
 
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import init_seed
+from conftest import build_run
 
-from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import Soft
-from recbole_llm.model.glta import GLTA
 from recbole_llm.model.graph_stage import FUSION_WEIGHTS
 from recbole_llm.quick_start import load_data_and_model
 from recbole_llm.trainer import GLTATrainer
 
+# Training GLTA and GAL-Rec, even on the tiny backbone, takes minutes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def base(tiny_llm_path, tmp_path_factory):
+def base(llm_base):
     return {
-        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
-        "graph_epochs": 3, "graph_learning_rate": 0.01, "stopping_step": 100,
+        **llm_base, "graph_epochs": 3, "graph_learning_rate": 0.01, "stopping_step": 100,
         "item_alignment_epochs": 3, "item_alignment_lr": 0.01, "item_alignment_batch_size": 32,
         "user_alignment_epochs": 3, "user_alignment_lr": 0.01, "user_alignment_batch_size": 64, "max_history": 10,
-        "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
     }
 
 
 def build(config_dict, config_files=None):
-    config = Config("GLTA", "ml-100k", config_file_list=config_files, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = GLTA(config, train._dataset)
-    return config, model, GLTATrainer(config, model), train, valid, test
+    return build_run("GLTA", config_dict, config_files)
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,7 @@ def test_norm_adj_equals_stock_lightgcn_on_ml100k(ml100k):
     assert torch.equal(ours.to_dense(), stock)
 
 
+@pytest.mark.slow
 def test_same_initial_weights_and_first_epoch_loss_as_stock(ml100k):
     stock, fast = ml100k["LightGCN"][3], ml100k["FastLightGCN"][3]
     assert torch.equal(stock.model.user_embedding.weight, fast.model.user_embedding.weight)
@@ -132,6 +133,7 @@ def test_full_sort_predict_scores_every_item(ml100k):
     model.train()
 
 
+@pytest.mark.slow
 def test_fastlightgcn_trains_and_evaluates_like_stock(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     quiet = {"epochs": 2, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "state": "WARNING"}

@@ -4,44 +4,31 @@ model it would have trained itself; a change to anything stage 1 reads trains a 
 
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import init_seed
+from conftest import build_run
 
-from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.model.galrec import GALRec
-from recbole_llm.model.glta import GLTA
-from recbole_llm.trainer import GALRecTrainer, GLTATrainer
 
-MODELS = {"GAL-Rec": (GALRec, GALRecTrainer), "GLTA": (GLTA, GLTATrainer)}
 USERS = {"user_id": torch.arange(1, 65)}
 
 
 # With several torch threads two trainings of the same stage 1 already differ by ~1e-7 (conftest.py).
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Every test trains GLTA or GAL-Rec.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def base(tiny_llm_path, tmp_path_factory):
+def base(llm_base):
     return {
-        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
-        "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
+        **llm_base, "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
         # GAL-Rec: one epoch of 2 steps; GLTA: one epoch of each later stage.
         "epochs": 1, "prompt_batch_size": 32, "users_per_epoch": 64, "queue_size": 64,
         "item_alignment_epochs": 1, "item_alignment_batch_size": 64, "user_alignment_epochs": 1,
         "user_alignment_batch_size": 128, "max_history": 10,
-        "show_progress": False, "state": "WARNING",
     }
 
 
 def run(name, config_dict):
-    model_class, trainer_class = MODELS[name]
-    config = Config(name, "ml-100k", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, _ = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = model_class(config, train._dataset)
-    trainer = trainer_class(config, model)
+    _, model, trainer, train, valid, _ = build_run(name, config_dict)
     trainer.fit(train, valid, saved=False)
     model.eval()
     with torch.no_grad():

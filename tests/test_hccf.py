@@ -6,33 +6,25 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from recbole.data import data_preparation
-from recbole.utils import init_seed
+from conftest import build_run
 
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.hccf import HCCF
 from recbole_llm.model.hccfplus import HCCFPlus
 from recbole_llm.quick_start import load_data_and_model
-from recbole_llm.utils import create_dataset, get_model, get_trainer
+from recbole_llm.utils import get_model
+
+pytestmark = pytest.mark.slow  # HCCF and HCCF+ train three epochs on ml-100k
 
 
 @pytest.fixture(scope="module")
-def base(tiny_llm_path, tmp_path_factory):
-    return {
-        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
-        "epochs": 3, "train_batch_size": 8192, "stopping_step": 100, "show_progress": False, "state": "WARNING",
-        "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
-    }
+def base(llm_base):
+    return {**llm_base, "epochs": 3, "train_batch_size": 8192, "stopping_step": 100}
 
 
 def build(name, config_dict):
-    config = Config(name, "ml-100k", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(name)(config, train._dataset)
-    return config, model, get_trainer(config["MODEL_TYPE"], config["model"])(config, model), train, valid
+    return build_run(name, config_dict)[:5]
 
 
 @pytest.fixture(scope="module", params=["HCCF", "HCCF+"])

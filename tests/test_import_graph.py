@@ -4,6 +4,8 @@ llm, model) never import upper ones (the registry, the trainers, quick_start).""
 import ast
 from pathlib import Path
 
+import pytest
+
 import recbole_llm
 
 PACKAGE = Path(recbole_llm.__file__).resolve().parent
@@ -78,6 +80,7 @@ def test_the_cycle_finder_names_a_circle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+@pytest.mark.slow
 def test_a_stock_models_run_does_not_import_transformers():
     """The runner's path for BPR (config, model and trainer lookup) leaves transformers and peft unloaded:
     importing them costs seconds a stock model's run does not need."""

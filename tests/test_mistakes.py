@@ -37,6 +37,7 @@ def assert_refused(code, output, *names):
         assert name in output, (name, output)
 
 
+@pytest.mark.slow
 def test_the_real_command_refuses_a_nonsense_value_before_any_work(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "run_recbole_llm.py"), "--model=BPR", "--nproc=0",
                            "--train_batch_size=0"], cwd=tmp_path, capture_output=True, text=True, timeout=300)

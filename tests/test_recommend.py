@@ -120,6 +120,7 @@ def test_runner_checkpoints_load_weights_only_and_recbole_ones_say_they_cannot(s
     assert len(warnings) == 1 and "trust" in warnings[0].getMessage()
 
 
+@pytest.mark.slow
 def test_a_loaded_model_evaluates_in_a_fresh_process(saved):
     # RecBole's metrics read np.float, which only Config's __init__ defines; a Config unpickled from a
     # checkpoint skips it. A fresh process, because this one already built Configs.

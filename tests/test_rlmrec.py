@@ -2,10 +2,8 @@
 
 import pytest
 import torch
-from recbole.data import data_preparation
-from recbole.utils import init_seed
+from conftest import build_run
 
-from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.model.graph import lightgcn_propagate, split_users_items
@@ -13,7 +11,7 @@ from recbole_llm.model.lightgcnplus import LightGCNPlus
 from recbole_llm.model.rlmreccon import RLMRecCon
 from recbole_llm.model.rlmrecgen import RLMRecGen
 from recbole_llm.quick_start import load_data_and_model
-from recbole_llm.utils import create_dataset, get_model, get_trainer
+from recbole_llm.utils import get_model
 
 MODELS = {"LightGCN+": LightGCNPlus, "RLMRec-Con": RLMRecCon, "RLMRec-Gen": RLMRecGen}
 TEXT_BUFFERS = {
@@ -24,12 +22,8 @@ TEXT_BUFFERS = {
 
 
 @pytest.fixture(scope="module")
-def base(tiny_llm_path, tmp_path_factory):
-    return {
-        "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
-        "epochs": 3, "eval_step": 3, "learning_rate": 0.005,
-        "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
-    }
+def base(llm_base):
+    return {**llm_base, "epochs": 3, "eval_step": 3, "learning_rate": 0.005}
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +33,7 @@ def trained(base, tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(tmp_path_factory.mktemp("run"))  # the trainer's tensorboard folder
         for name in MODELS:
-            config = Config(name, "ml-100k", config_dict=base)
-            init_seed(config["seed"], config["reproducibility"])
-            train, valid, test = data_preparation(config, create_dataset(config))
-            init_seed(config["seed"], config["reproducibility"])
-            model = get_model(name)(config, train._dataset)
-            trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+            config, model, trainer, train, valid, _ = build_run(name, base)
             trainer.fit(train, valid, saved=True, show_progress=False)
             built[name] = config, model, trainer, train
     return built

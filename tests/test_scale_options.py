@@ -49,6 +49,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_llm_path):
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_glta_trains_with_bf16_autocast_and_accumulation(tiny_llm_path, tmp_path):
     from recbole_llm.quick_start import run_recbole_llm
 

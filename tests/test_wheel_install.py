@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 RUN = textwrap.dedent("""
@@ -27,6 +29,7 @@ RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_wheel_installed_elsewhere_reads_its_packaged_model_defaults(tmp_path):
     source, wheels, venv, work = (tmp_path / name for name in ("source", "wheels", "venv", "work"))
     # Built from a copy, so setuptools' build/ and egg-info stay out of the checkout.
