@@ -26,11 +26,13 @@ from recbole_llm.errors import CheckpointError
 
 
 def random_states(**generators):
-    """The global random states and those of ``generators`` (name to ``torch.Generator``; None is skipped)."""
+    """The global random states and those of ``generators`` (name to ``torch.Generator``; None is skipped),
+    as tensors, numbers and strings, which ``torch.load(weights_only=True)`` reads back."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
         "python": random.getstate(),
         "generators": {name: generator.get_state() for name, generator in generators.items() if generator is not None},
     }
@@ -42,20 +44,22 @@ def restore_random_states(states, **generators):
     torch.set_rng_state(states["torch"].cpu())
     if states["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
-    np.random.set_state(states["numpy"])
+    name, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(states["python"])
     for name, generator in generators.items():
         if generator is not None and name in states["generators"]:
             generator.set_state(states["generators"][name].cpu())
 
 
-def load_checkpoint(path, fix, map_location="cpu"):
+def load_checkpoint(path, fix, map_location="cpu", weights_only=False):
     """``torch.load(path)``, or a ``CheckpointError`` naming the file and ``fix`` when it cannot be read.
 
-    Only for files a RecBole or plugin trainer wrote: they pickle the Config beside the weights.
+    Without ``weights_only`` only for files a RecBole or plugin trainer wrote: they pickle the Config
+    beside the weights. The plugin's training positions are read ``weights_only`` (``run_state``).
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(

@@ -14,10 +14,8 @@ from recbole.utils import ModelType
 from recbole_llm.config_rules import check_values, known_keys, unknown_keys
 from recbole_llm.data.item_text import check_item_text_fields
 from recbole_llm.errors import ConfigValueError, UnknownKeyWarning
+from recbole_llm.helpers import PROPERTIES_DIR
 from recbole_llm.utils import check_dataset_files, get_model
-
-# Shipped inside the package (package data), so a wheel install finds them as an editable one does.
-PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
 
 
 def _yaml_collection(value):

@@ -88,7 +88,7 @@ RULES = {
     "nproc": count(), "world_size": count(also=(-1,)), "group_offset": count(0),
     # Every plugin model: backbone and scale options
     "llm_num_layers": count(optional=True), "lora_r": count(0, optional=True), "lora_alpha": positive(),
-    "lora_dropout": Rule(float, 0, 1, open_high=True), "lora_lr": positive(optional=True),
+    "lora_dropout": Rule(float, 0, 1, open_high=True),
     "gradient_accumulation_steps": count(optional=True),
     # Stage 1 of GLTA and GAL-Rec
     "graph_epochs": count(), "graph_learning_rate": positive(),
@@ -102,7 +102,7 @@ RULES = {
     "momentum": Rule(float, 0, 1, open_high=True), "lambda1": non_negative(), "lambda2": non_negative(), "lambda3": non_negative(),
     "lambda4": non_negative(), "prompt_batch_size": count(), "users_per_epoch": count(optional=True),
     # GLTA's and GAL-Rec's language-model stage beyond the papers
-    "lm_holdout_ratio": Rule(float, 0, 1, open_high=True), "history_text_words": count(),
+    "lm_holdout_ratio": Rule(float, 0, 1, open_high=True),
     # The graph baselines
     "hyper_num": count(), "temp": positive(), "keep_rate": Rule(float, 0, 1, open_low=True),
     "leaky": non_negative(), "ssl_reg": non_negative(), "text_max_tokens": count(),

@@ -5,16 +5,21 @@ This module sits below everything else (it imports only ``checkpoint``, which im
 ``errors``), so the registry (``utils.py``), the trainers and the data transforms can all use it without an import circle.
 """
 
+import functools
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_llm.checkpoint import disk_failure, write_error
+
+# Shipped inside the package (package data), so a wheel install finds them as an editable one does.
+PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
 
 
 def atomic_write(path, write, mode="wb"):
@@ -48,6 +53,13 @@ def atomic_write_text(path, text):
 def atomic_save(obj, path):
     """``torch.save`` through ``atomic_write``."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+@functools.cache
+def property_keys(model_name):
+    """The keys ``properties/model/<model_name>.yaml`` sets (none when there is no such file)."""
+    path = PROPERTIES_DIR / "model" / f"{model_name}.yaml"
+    return frozenset(yaml.safe_load(path.read_text(encoding="utf-8")) or ()) if path.is_file() else frozenset()
 
 
 def option(config, key, default):

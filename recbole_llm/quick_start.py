@@ -2,7 +2,6 @@
 
 import faulthandler
 import gc
-import logging
 import os
 import pickle
 import time
@@ -21,6 +20,7 @@ from recbole_llm.config import Config
 from recbole_llm.config_rules import check_values
 from recbole_llm.errors import RecBoleLLMError, SavedModelError
 from recbole_llm.helpers import time_calls
+from recbole_llm.trainer.run_state import RunState
 from recbole_llm.utils import check_dataset_files, create_dataset, get_model, get_trainer
 
 
@@ -52,10 +52,11 @@ def _fit_and_test(config, saved, verbose=True):
     test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test_seconds = time.perf_counter() - test_start
+    plugin = isinstance(trainer, RunState)  # the plugin's trainers: resumable, and they report more
     # GLTA's and GAL-Rec's stage-1 LightGCN alone on the same test split: what the LM stages add.
-    graph_test_result = trainer.graph_test_result(test_data) if hasattr(trainer, "graph_test_result") else None
-    if hasattr(trainer, "discard_resume_state"):
-        trainer.discard_resume_state()  # the run is complete: the same command runs it again from the start
+    graph_test_result = trainer.graph_test_result(test_data) if plugin else None
+    if plugin:
+        trainer.discard_resume_state()
     # A resumed run whose training had finished may hold no validation result.
     logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result) if best_valid_result else None}")
     if config["device"].type == "cuda":
@@ -75,14 +76,14 @@ def _fit_and_test(config, saved, verbose=True):
         "train_seconds_per_epoch": train_seconds,
         "valid_seconds_per_epoch": valid_seconds,
         "test_seconds": test_seconds,
-        "stage_seconds_per_epoch": getattr(trainer, "stage_seconds_per_epoch", None),
+        "stage_seconds_per_epoch": trainer.stage_seconds_per_epoch if plugin else None,
         # Whether this run continued a killed one: GLTA's and GAL-Rec's stages and epochs, other models' epochs.
-        "resumed": getattr(trainer, "resumed", False),
+        "resumed": plugin and trainer.resumed,
         # GLTA's and GAL-Rec's stage 1: trained, graph_checkpoint, cache (graph_cache) or run checkpoint.
-        "graph_source": getattr(trainer, "graph_source", None),
+        "graph_source": trainer.graph_source if plugin else None,
         "graph_test_result": graph_test_result,
         # The score fusion's scale and gate (GLTA, GAL-Rec): learned (residual) or chosen on validation (validated).
-        "fusion": model.fusion_weights() if hasattr(model, "fusion_weights") else None,
+        "fusion": trainer.fusion_weights() if plugin else None,
         # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.
         "peak_gpu_mb": torch.cuda.max_memory_allocated(config["device"]) / 2**20 if config["device"].type == "cuda" else None,
         "params_total": sum(p.numel() for p in model.parameters()),
@@ -173,16 +174,6 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
                 raise reported from None
         raise
     return None if queue.empty() else queue.get()
-
-
-def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """The objective for RecBole's ``HyperTuning``: train quietly, return the scores it compares."""
-    config = Config(config_dict=config_dict, config_file_list=config_file_list)
-    init_seed(config["seed"], config["reproducibility"])
-    logging.basicConfig(level=logging.ERROR)
-    result = _fit_and_test(config, saved, verbose=False)
-    gc.collect()  # free this trial's model before the next one is built (see run_recbole_llm)
-    return result
 
 
 def load_data_and_model(model_file, dataset=None, data_path=None):

@@ -126,9 +126,8 @@ def check_header(path, separator):
 
 
 def create_dataset(config):
-    """The model's own dataset class ``recbole_llm.data.<Model>Dataset`` if the plugin has one, else RecBole's."""
-    dataset_class = getattr(importlib.import_module("recbole_llm.data"), f"{config['model']}Dataset", None)
-    dataset = dataset_class(config) if dataset_class is not None else create_recbole_dataset(config)
+    """RecBole's dataset of ``config``, refused with the fix when too few users are left to split."""
+    dataset = create_recbole_dataset(config)
     users = dataset.user_num - 1  # id 0 is RecBole's padding
     if users < 2:
         # RecBole would fail later, in its negative sampler or its split, with a message about neither.

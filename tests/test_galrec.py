@@ -212,26 +212,8 @@ def test_bad_values_are_reported_with_the_key(base):
         build({**base, "n_hop1": 0})
     with pytest.raises(ConfigValueError, match="momentum"):
         build({**base, "momentum": 1.0})
-    with pytest.raises(ConfigValueError, match="head_norm"):
-        build({**base, "head_norm": "layer"})
     with pytest.raises(ConfigValueError, match="gllm_head"):
         build({**base, "gllm_head": "shared"})
-    with pytest.raises(ConfigValueError, match="held_out_targets"):
-        build({**base, "held_out_targets": "last"})
-
-
-def test_batch_head_norm_trains_and_reloads_to_identical_scores(base, tmp_path):
-    config, model, trainer, train, valid, _ = build({**base, "head_norm": "batch", "epochs": 1,
-                                                     "checkpoint_dir": str(tmp_path)})
-    trainer.fit(train, valid, saved=True)
-    norm = model.gllm_head.norm
-    assert int(norm.num_batches_tracked) == 10 and norm.running_var.std() > 0  # 320 users in batches of 32
-    _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
-    assert torch.equal(reloaded.gllm_head.norm.running_mean, model.gllm_head.norm.running_mean)
-    users = {model.USER_ID: torch.arange(1, 40)}
-    model.eval()
-    with torch.no_grad():
-        assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))
 
 
 def test_held_out_targets_and_fused_scores(tiny_llm_path, tmp_path):
@@ -243,7 +225,7 @@ def test_held_out_targets_and_fused_scores(tiny_llm_path, tmp_path):
     init_seed(config["seed"], config["reproducibility"])
     train, *_ = data_preparation(config, create_dataset(config))
     model = GALRec(config, train._dataset)
-    assert model.holdout_graph is not None and model.score_fusion == "residual"
+    assert model.holdout_graph is not None and model.score_fusion.name == "residual"
     users = model.lm_users[:16]
     targets = model.held_items.pick(users, torch.Generator().manual_seed(0))
     (hop1, mask1), _ = model.sample_context("user", users, torch.Generator().manual_seed(1), training=True)
@@ -277,7 +259,7 @@ def test_validated_fusion_is_chosen_after_the_last_stage(base, tmp_path):
                                                         "checkpoint_dir": str(tmp_path)})
     trainer.fit(train, valid, saved=True)
     weights = model.fusion_weights()
-    assert weights["weight"] is not None and not model.lm_alone()
+    assert weights["weight"] is not None and not model.score_fusion.lm_alone()
     users = torch.arange(1, 5)
     with torch.no_grad():
         fused = model.full_sort_predict({"user_id": users})
@@ -288,10 +270,10 @@ def test_validated_fusion_is_chosen_after_the_last_stage(base, tmp_path):
 ORDERED = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
 
 
-@pytest.mark.parametrize("ratio, held_out_targets", [(0.1, "first"), (0.5, "each"), (0.0, "first")])
-def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(base, tmp_path, ratio, held_out_targets):
+@pytest.mark.parametrize("ratio", [0.1, 0.0])
+def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(base, tmp_path, ratio):
     _, model, _, train, valid, test = build({**base, "eval_args": ORDERED, "lm_holdout_ratio": ratio, "n_hop1": 4,
-                                              "held_out_targets": held_out_targets, "checkpoint_dir": str(tmp_path)})
+                                              "checkpoint_dir": str(tmp_path)})
     assert model.ordered
     inter = train._dataset.inter_feat
     time_of = {(u, i): t for u, i, t in zip(*(inter[f].tolist() for f in ("user_id", "item_id", "timestamp")))}
@@ -308,7 +290,7 @@ def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(b
         shown, target = hop1[row][mask1[row]].tolist(), int(targets[row])
         assert times(shown) == sorted(times(shown)) and all(t <= time_of[user, target] for t in times(shown))
         sequence = model.sequences[user].tolist()
-        if held_out_targets == "first" and ratio:
+        if ratio:
             assert target == model.lm_targets[user][0] and shown == model.lm_history[user][-4:].tolist()
         else:  # the items just before the target in the user's sequence
             position = sequence.index(target)
@@ -319,22 +301,15 @@ def test_on_ordered_data_the_context_is_the_latest_items_and_targets_come_next(b
         latest = inference[user][inference_mask[user]].tolist()
         assert times(latest) == everything[-len(latest):] and len(latest) == min(4, len(everything))
         assert not (set(shown) | {target} | set(latest)) & later.get(user, set())
-    if held_out_targets == "each":  # not only the first held-out item: the later ones are targets too
-        drawn = [(user, int(t)) for _ in range(5) for user, t in zip(users.tolist(), model._ordered_targets(users)[0])]
-        assert any(target != model.lm_targets[user][0] for user, target in drawn)
     model.train()
     assert torch.isfinite(weighted(model, model.loss_terms({"user_id": users})))
 
 
-def test_mlp_projectors_and_lora_adapters_at_their_own_rate_train_and_reload(base, tmp_path):
-    _, model, trainer, train, valid, _ = build({**base, "projector": "mlp", "lora_r": 2, "lora_lr": 1e-4, "epochs": 1,
-                                                "checkpoint_dir": str(tmp_path)})
-    assert [type(layer) for layer in model.encoder.item_projector] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
+def test_lora_adapters_train_and_reload(base, tmp_path):
+    _, model, trainer, train, valid, _ = build({**base, "lora_r": 2, "epochs": 1, "checkpoint_dir": str(tmp_path)})
     trainer.fit(train, valid, saved=True)
     lora = {id(p) for name, p in model.llm.named_parameters() if "lora_" in name}
-    groups = {group["lr"]: {id(p) for p in group["params"]} for group in trainer.optimizer.param_groups}
-    assert lora and groups == {base["learning_rate"]: groups[base["learning_rate"]], 1e-4: lora}
-    assert {id(p) for p in model.encoder.user_projector.parameters()} <= groups[base["learning_rate"]]
+    assert lora and lora <= {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     _, reloaded, *_ = load_data_and_model(trainer.saved_model_file)
     users = {model.USER_ID: torch.arange(1, 40)}
     model.eval()

@@ -8,8 +8,7 @@ import torch
 from conftest import build_run
 
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.llm import Soft
-from recbole_llm.model.graph_stage import FUSION_WEIGHTS
+from recbole_llm.model.score_fusion import FUSION_WEIGHTS
 from recbole_llm.quick_start import load_data_and_model
 from recbole_llm.trainer import GLTATrainer
 
@@ -165,7 +164,7 @@ def test_fused_scores_start_at_stage_one_and_the_record_says_so(base, tmp_path):
     config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "item_alignment_epochs": 1,
                    "user_alignment_epochs": 1}
     config, model, trainer, train, valid, test = build(config_dict)
-    assert model.score_fusion == "residual" and model.holdout_graph is not None
+    assert model.score_fusion.name == "residual" and model.holdout_graph is not None
     trainer.run_dir.mkdir(parents=True)
     trainer._graph_stage(train, valid, verbose=False, show_progress=False)
     model.eval()
@@ -217,40 +216,17 @@ def test_a_misspelt_prompt_placeholder_is_refused_when_the_model_is_built(base, 
 def test_paper_property_file_runs_the_papers_path(base, tmp_path):
     paper = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "glta-paper.yaml"
     _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)}, config_files=[str(paper)])
-    assert model.score_fusion == "none" and not model.use_item_text
+    assert model.score_fusion.name == "none"
     assert model.holdout_graph is None and model.lm_targets is None and model.fusion_weights() is None
     assert len(model.lm_users) == model.n_users - 1  # every user of ml-100k has training items
 
 
-def test_item_text_joins_the_item_tokens_from_zero(base, tmp_path):
-    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path), "use_item_text": True})
-    items = torch.arange(1, 6)
-    assert model.item_text_embedding.shape[0] == model.n_items
-    torch.testing.assert_close(model.item_tokens(items), model.item_projector(model.item_graph_embedding[items]))
-    assert any(p is model.text_projector.weight for p in model.item_alignment_parameters())
-
-
-def test_history_text_shows_each_items_words_beside_or_instead_of_its_token(base, tmp_path):
-    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path), "history_text": "beside", "history_text_words": 3})
-    history = torch.tensor([1, 2])
-    words = [" ".join(model.descriptions[i].split()[:3]) for i in (1, 2)]
-    assert all(words) and all(len(w.split()) <= 3 for w in words)
-    beside = model.history_segments(history)
-    assert [s for s in beside if isinstance(s, str)] == [f"{words[0]}: ", f"; {words[1]}: "]
-    torch.testing.assert_close(torch.cat([s.embeds for s in beside if isinstance(s, Soft)]), model.item_tokens(history))
-    # The stage-3 prompt carries them: its batch is longer than with the tokens alone, and trains.
-    users = model.lm_users[:4]
-    with_text = model.user_prompts(users, [model.inference_history[u] for u in users.tolist()])
-    loss = model.user_alignment_loss({model.USER_ID: users})
+def test_the_stage_3_loss_reaches_the_fusion_gate_first(base, tmp_path):
+    """The residual fusion's gate starts at 0, so stage 3 begins at stage 1's ranking; its loss moves the gate."""
+    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)})
+    loss = model.user_alignment_loss({model.USER_ID: model.lm_users[:4]})
     loss.backward()
-    assert torch.isfinite(loss) and model.fusion_gate.grad.abs() > 0  # the gate starts at 0: the LM logits reach it first
-    model.history_text = "none"
-    tokens_only = model.user_prompts(users, [model.inference_history[u] for u in users.tolist()])
-    assert with_text.inputs_embeds.shape[1] > tokens_only.inputs_embeds.shape[1]
-    model.history_text = "instead"
-    assert model.history_segments(history) == "; ".join(words)
-    with pytest.raises(ConfigValueError, match="history_text='both'.*Fix:"):
-        build({**base, "checkpoint_dir": str(tmp_path), "history_text": "both"})
+    assert torch.isfinite(loss) and model.score_fusion.gate.grad.abs() > 0
 
 
 def test_on_ordered_data_prompts_show_the_latest_items_and_targets_come_next(base, tmp_path):
@@ -303,11 +279,11 @@ def test_validated_fusion_picks_its_weight_on_validation_and_reloads(base, tmp_p
     config_dict = {**base, "checkpoint_dir": str(tmp_path), "score_fusion": "validated", "graph_epochs": 1,
                    "item_alignment_epochs": 1, "user_alignment_epochs": 2}
     config, model, trainer, train, valid, test = build(config_dict)
-    assert model.lm_alone() and model.lm_alone(training=True)
+    assert model.score_fusion.lm_alone() and model.score_fusion.lm_alone(training=True)
     best_score, _ = trainer.fit(train, valid, saved=True)
     weights = model.fusion_weights()
     assert min(abs(w - weights["weight"]) for w in FUSION_WEIGHTS) < 1e-6
-    assert not model.lm_alone() and model.lm_alone(training=True)
+    assert not model.score_fusion.lm_alone() and model.score_fusion.lm_alone(training=True)
     everyone = torch.arange(model.n_users)
     with torch.no_grad():
         graph, lm = model.stage1_scores(everyone), model.lm_logits(everyone)
@@ -344,20 +320,14 @@ def test_early_stopped_last_stage_is_not_trained_again_by_the_same_command(base,
     assert trainer.stage_seconds_per_epoch["user_alignment"] == []
 
 
-def test_mlp_projectors_train_and_lora_adapters_get_their_own_rate(base, tmp_path):
-    config_dict = {**base, "checkpoint_dir": str(tmp_path), "projector": "mlp", "lora_r": 2, "lora_lr": 1e-4,
-                   "graph_epochs": 1, "item_alignment_epochs": 1, "user_alignment_epochs": 1}
+def test_lora_adapters_train_in_stage_3(base, tmp_path):
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "lora_r": 2, "graph_epochs": 1, "item_alignment_epochs": 1,
+                   "user_alignment_epochs": 1}
     _, model, trainer, train, valid, _ = build(config_dict)
-    for projector in (model.user_projector, model.item_projector):
-        assert [type(layer) for layer in projector] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
-    assert {id(p) for p in model.item_projector.parameters()} <= {id(p) for p in model.item_alignment_parameters()}
-    assert {id(p) for p in model.user_projector.parameters()} <= {id(p) for p in model.user_alignment_parameters()}
-    trainer.fit(train, valid)
     lora = [p for name, p in model.llm.named_parameters() if "lora_" in name]
-    groups = {group["lr"]: {id(p) for p in group["params"]} for group in trainer.optimizer.param_groups}
-    assert lora and groups[1e-4] == {id(p) for p in lora}  # the adapters, and only they, at lora_lr
-    assert {id(p) for p in model.user_projector.parameters()} <= groups[base["user_alignment_lr"]]
+    before = [p.detach().clone() for p in lora]
+    trainer.fit(train, valid)
+    assert lora and {id(p) for p in lora} <= {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert any(not torch.equal(a, b) for a, b in zip(before, lora))
     with torch.no_grad():
         assert torch.isfinite(model.full_sort_predict({model.USER_ID: torch.arange(1, 5)})).all()
-    with pytest.raises(ConfigValueError, match="projector='deep'.*Fix:"):
-        build({**base, "checkpoint_dir": str(tmp_path), "projector": "deep"})

@@ -1,12 +1,19 @@
 """A killed run of a model on RecBole's Trainer (stock BPR here) resumes after its last finished epoch
 and ends where the uninterrupted run ends; a finished run is not resumed by the next one."""
 
+import io
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import ModelType
 
+from recbole_llm.checkpoint import random_states, restore_random_states
 from recbole_llm.config import Config
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.trainer import ResumableTraining, resumable
@@ -52,6 +59,7 @@ def kill_at_epoch(monkeypatch, epoch, trainer_class=Trainer):
 
 
 @pytest.mark.parametrize("kill_epoch", [2, 3])
+@pytest.mark.slow
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, monkeypatch, uninterrupted, kill_epoch):
     expected, expected_weights = uninterrupted
     with monkeypatch.context() as patch:
@@ -71,6 +79,7 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, monkeyp
     assert not list(tmp_path.glob("BPR-ml-100k-*")), "a complete run leaves no resume state behind"
 
 
+@pytest.mark.slow
 def test_run_killed_during_its_test_is_not_trained_again(tmp_path, monkeypatch, uninterrupted):
     expected, _ = uninterrupted
 
@@ -91,6 +100,41 @@ def test_run_killed_during_its_test_is_not_trained_again(tmp_path, monkeypatch, 
     assert result["test_result"] == expected["test_result"]
 
 
+@pytest.mark.slow
+@pytest.mark.slow
+def test_a_copied_checkpoint_folder_resumes_where_it_lies(tmp_path, monkeypatch, uninterrupted):
+    """A run writes only under its own checkpoint_dir, even when it resumes a copy of another run's folder."""
+    expected, expected_weights = uninterrupted
+    with monkeypatch.context() as patch:
+        kill_at_epoch(patch, 3)
+        with pytest.raises(Killed):
+            run(tmp_path / "original")
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    before = {path: path.read_bytes() for path in (tmp_path / "original").rglob("*") if path.is_file()}
+
+    result = run(tmp_path / "copy")
+    assert result["resumed"] and result["test_result"] == expected["test_result"]
+    assert Path(result["saved_model_file"]).parent == tmp_path / "copy"
+    for name, weight in best_weights(result).items():
+        assert torch.equal(weight, expected_weights[name]), name
+    after = {path: path.read_bytes() for path in (tmp_path / "original").rglob("*") if path.is_file()}
+    assert after == before, "the original folder is left as the killed run left it"
+
+
+def test_random_states_survive_a_weights_only_load():
+    """Training positions are read back with torch.load(weights_only=True): what they carry must load that way."""
+    generator = torch.Generator().manual_seed(3)
+    buffer = io.BytesIO()
+    torch.save(random_states(loader=generator), buffer)
+    draws = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=generator))
+    buffer.seek(0)
+    restore_random_states(torch.load(buffer, weights_only=True), loader=generator)
+    again = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=generator))
+    assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1]) and draws[2] == again[2]
+    assert torch.equal(draws[3], again[3])
+
+
+@pytest.mark.slow
 def test_complete_run_is_not_resumed(tmp_path):
     assert not run(tmp_path)["resumed"]
     assert not run(tmp_path)["resumed"]
@@ -137,6 +181,7 @@ def run_staged(model, checkpoint_dir, tiny_llm_path):
 
 
 @pytest.mark.parametrize("model", STAGED)
+@pytest.mark.slow
 def test_killed_multi_stage_run_ends_like_an_uninterrupted_one(model, tmp_path, monkeypatch, tiny_llm_path):
     """The last stage draws its targets and neighbours from random states the checkpoint must carry."""
     expected = run_staged(model, tmp_path / "uninterrupted", tiny_llm_path)
@@ -145,6 +190,14 @@ def test_killed_multi_stage_run_ends_like_an_uninterrupted_one(model, tmp_path, 
         kill_at_epoch(patch, 2, trainer_class)
         with pytest.raises(Killed):
             run_staged(model, tmp_path / "killed", tiny_llm_path)
+    # Every file a run resumes from (positions of every stage, the stage-1 cache) loads weights_only.
+    killed = tmp_path / "killed"
+    left = [path for path in [*killed.glob(f"{model.replace('-', '')}-ml-100k-*/*.pth"), *killed.glob("graph_cache/*.pth")]
+            if "best" not in path.name]
+    assert {path.name for path in left} >= {"stage1_graph.pth", trainer_class.LATEST_FILE}
+    assert any(path.parent.name == "graph_cache" for path in left)
+    for path in left:
+        torch.load(path, weights_only=True)
     result = run_staged(model, tmp_path / "killed", tiny_llm_path)
     assert result["resumed"]
     assert result["best_valid_score"] == expected["best_valid_score"]

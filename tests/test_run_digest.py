@@ -1,10 +1,7 @@
-"""The run folders and the stage-1 cache are named by digests of the config: moving property files
-or code must not change them, or every existing resume folder and cached stage 1 is orphaned.
-
-The expected values were computed on the code before the trainers shared ``trainer/run_state.py``
-(commit c1304e4: ``glta_trainer.run_digest(config)``, ``graph_digest(config, <Trainer>.LATER_STAGE_KEYS)``,
-GAL-Rec's run digest on the config with ``epochs=None``), from the committed property files, by
-building each ``Config`` as ``config()`` below does.
+"""The run folders and the stage-1 cache are named by digests of the config. The rules: a key stage 1
+reads changes both; a key only the later stages read changes the run digest alone; a budget key
+changes no run digest, so a longer run resumes a shorter one. One guard keeps the stage-1 cache key
+of the default GLTA and GAL-Rec configs as it was, so the caches that runs already left stay valid.
 """
 
 import os
@@ -12,33 +9,23 @@ import os
 import pytest
 
 from recbole_llm.config import Config
+from recbole_llm.helpers import property_keys
 from recbole_llm.model.galrec import GALRec
 from recbole_llm.model.glta import GLTA
+from recbole_llm.model.graph_stage import HOLDOUT_KEYS, GraphLMRecommender
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
-from recbole_llm.trainer.run_state import run_digest, with_entries
+from recbole_llm.trainer.run_state import BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest, with_entries
 
 DATA = "../shared/datasets"
+MODELS = {"GLTA": GLTA, "GALRec": GALRec}
 
-RUN_DIGESTS = {
-    "BPR": "6e1db68005f1", "LightGCN": "c6a2c4d61655", "SASRec": "802535d4ed53", "LightGCNPlus": "15ae629124f8",
-    "HCCF": "9eed387f1a9a", "HCCFPlus": "d8a6009ae748", "RLMRecCon": "42dd38fc55fb", "RLMRecGen": "fbba21b85f1e",
-    "FastLightGCN": "854b22ce3d03",
-}
-# (model, dataset): (run digest, stage-1 cache digest). The run digests changed on purpose when
-# GLTA's and GAL-Rec's defaults gained score_fusion, lm_holdout_ratio (and GLTA use_item_text and
-# train_item_side), again with ordered_context (GAL-Rec's context on time-ordered data), GLTA's
-# once more with max_history 40, and GAL-Rec's with L0 alone on 6144 users an epoch: such a run
-# trains something else and must not resume an older folder. GAL-Rec's changed again when it gained
-# held_out_targets (a new entry changes the digest, although its default trains as before), and
-# with learning_rate 5e-4; GLTA's when it gained history_text (none, its default, trains as before);
-# both when they gained projector and lora_lr (linear and ~, their defaults, train as before). Their
-# stage-1 cache digests are the ones computed on c1304e4: the LightGCN of all training interactions
-# is the same, so older caches still serve.
-LLM_DIGESTS = {
-    ("GLTA", "ml-100k"): ("30880b7d8ae7", "7e225be1802a"),
-    ("GALRec", "ml-100k"): ("80ba8ee2a56c", "23670f0e528c"),
-    ("GLTA", "ml-1m"): ("2707354dd878", "944343bc6c92"),
-    ("GALRec", "amazon-beauty"): ("7799193c9a40", "6d0ef2178e00"),
+# The stage-1 cache keys of the default configs, as computed since the cache was introduced: a change
+# here orphans every cached stage 1 that users have.
+CACHE_DIGESTS = {
+    ("GLTA", "ml-100k"): "7e225be1802a",
+    ("GALRec", "ml-100k"): "23670f0e528c",
+    ("GLTA", "ml-1m"): "944343bc6c92",
+    ("GALRec", "amazon-beauty"): "6d0ef2178e00",
 }
 
 
@@ -50,17 +37,77 @@ def config(model, dataset="ml-100k", **entries):
     return built
 
 
-@pytest.mark.parametrize("model", sorted(RUN_DIGESTS))
-def test_run_digests_of_the_property_files_are_unchanged(model):
-    assert run_digest(config(model)) == RUN_DIGESTS[model]
+def other(value):
+    """A value different from ``value``, of its type where it has one."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + " changed"
+    return 7 if value is None else None
 
 
-@pytest.mark.parametrize("model, dataset", sorted(LLM_DIGESTS))
-def test_run_and_stage_1_cache_digests_of_glta_and_galrec_are_unchanged(model, dataset):
+def digests(built, model):
+    return run_digest(built), graph_cache_digest(built, MODELS[model]), graph_cache_digest(built, MODELS[model], True)
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def default(request):
+    model = request.param
+    built = config(model)
+    return model, built, digests(built, model)
+
+
+@pytest.mark.parametrize("model, dataset", sorted(CACHE_DIGESTS))
+def test_the_stage_1_cache_key_of_the_default_configs_is_unchanged(model, dataset):
     entries = {} if dataset == "ml-100k" else {"data_path": DATA}
     if entries and not os.path.isdir(os.path.join(DATA, dataset)):
         pytest.skip(f"{DATA}/{dataset} is not here")
-    built = config(model, dataset, **entries)
-    model_class = {"GLTA": GLTA, "GALRec": GALRec}[model]
-    run = run_digest(with_entries(built, epochs=None) if model == "GALRec" else built)
-    assert (run, graph_cache_digest(built, model_class)) == LLM_DIGESTS[model, dataset]
+    assert graph_cache_digest(config(model, dataset, **entries), MODELS[model]) == CACHE_DIGESTS[model, dataset]
+
+
+def test_glta_and_galrec_read_one_stage_1_block():
+    block = GraphLMRecommender.stage1_keys()
+    assert {"embedding_size", "n_layers", "graph_epochs", "graph_learning_rate"} <= block
+    assert not block & property_keys("GLTA") and not block & property_keys("GALRec")
+    glta, galrec = config("GLTA"), config("GALRec")
+    assert all(glta[key] == galrec[key] for key in block)
+
+
+def test_a_key_stage_1_reads_changes_the_run_and_the_cache(default):
+    model, built, (run, cache, holdout) = default
+    for key in GraphLMRecommender.stage1_keys() - {"graph_checkpoint", "graph_cache", "graph_cache_dir"}:
+        changed = digests(with_entries(built, **{key: other(built[key])}), model)
+        assert changed[0] != run and changed[1] != cache and changed[2] != holdout, key
+    # So do the data, the split and the seed, which no property file of the model names.
+    for key, value in [("seed", 7), ("eval_args", {**built["eval_args"], "order": "TO"})]:
+        changed = digests(with_entries(built, **{key: value}), model)
+        assert changed[0] != run and changed[1] != cache, key
+
+
+def test_a_later_stage_key_changes_the_run_but_not_the_cache(default):
+    model, built, (run, cache, holdout) = default
+    later = MODELS[model].later_stage_keys()
+    assert {"score_fusion", "llm_path", "lora_r"} <= later and not later & GraphLMRecommender.stage1_keys()
+    for key in sorted(later - BUDGET_KEYS - BOOKKEEPING_KEYS):
+        changed = digests(with_entries(built, **{key: other(built[key])}), model)
+        assert changed[0] != run and changed[1] == cache, key
+        # The held-out interactions' keys choose the LightGCN the language model reads.
+        assert (changed[2] != holdout) == (key in HOLDOUT_KEYS), key
+
+
+def test_a_budget_key_changes_no_run_digest(default):
+    model, built, (run, cache, holdout) = default
+    for key in BUDGET_KEYS & built.final_config_dict.keys():
+        changed = digests(with_entries(built, **{key: other(built[key])}), model)
+        assert changed[0] == run, key
+        # Stage 1 early-stops with eval_step and stopping_step itself; the epochs of later stages it never reads.
+        assert (changed[1] == cache) == (key not in {"eval_step", "stopping_step"}), key
+
+
+@pytest.mark.parametrize("model", ["BPR", "SASRec", "HCCF"])
+def test_stock_and_other_plugin_runs_follow_the_same_rules(model):
+    built = config(model)
+    assert run_digest(with_entries(built, epochs=built["epochs"] + 5, checkpoint_dir="elsewhere")) == run_digest(built)
+    assert run_digest(with_entries(built, learning_rate=built["learning_rate"] * 2)) != run_digest(built)

@@ -30,8 +30,8 @@ def main(argv=None):
     trainer = Trainer(config, model)
     print(f"checkpoint {args.checkpoint}: {config['model']} on {config['dataset']}, seed {config['seed']}")
     staged = hasattr(model, "scoring_stage1_alone")  # GLTA, GAL-Rec; any other model is scored as it is
-    if getattr(model, "score_fusion", None) == "residual":
-        print(f"fusion: scale {model.fusion_scale.item():.4f}, gate {model.fusion_gate.item():.4f}")
+    if model.score_fusion.name == "residual":
+        print(f"fusion: scale {model.score_fusion.scale.item():.4f}, gate {model.score_fusion.gate.item():.4f}")
     with torch.no_grad():
         for name, split in (("valid", valid), ("test", test)):
             result = trainer.evaluate(split, load_best_model=False, show_progress=False)

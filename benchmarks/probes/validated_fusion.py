@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 
-from recbole_llm.model.graph_stage import FUSION_WEIGHTS  # noqa: E402
+from recbole_llm.model.score_fusion import FUSION_WEIGHTS  # noqa: E402
 from recbole_llm.quick_start import load_data_and_model  # noqa: E402
 
 
@@ -41,10 +41,10 @@ def main(argv=None):
     config, model, dataset, train, valid, test = load_data_and_model(args.checkpoint)
     graph, lm = all_scores(model, dataset.user_num)
     graph_std, lm_std = graph[1:, 1:].std(), lm[1:, 1:].std()
-    if model.score_fusion == "residual":
+    if model.score_fusion.name == "residual":
         # The residual stage trained its LM's logits through a learned gate, of either sign: weigh
         # gate · LM, whose weight at the learned gate and scale is ``learned``.
-        gate, scale = model.fusion_gate.item(), model.fusion_scale.item()
+        gate, scale = model.score_fusion.gate.item(), model.score_fusion.scale.item()
         lm_std = lm_std * (1 if gate >= 0 else -1)
         print(f"residual: scale {scale:.4f}, gate {gate:.4f}, "
               f"learned w = {abs(gate) * lm[1:, 1:].std() / (abs(scale) * graph_std):.4f}")

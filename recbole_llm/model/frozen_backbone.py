@@ -27,18 +27,6 @@ class FrozenBackboneMixin:
                                f"unexpected {result.unexpected_keys}")
         return result
 
-    def lora_groups(self, params, lora_lr):
-        """``params`` as optimizer groups in which the backbone's LoRA adapters train at ``lora_lr``.
-
-        Adapters inside a pretrained network usually want a smaller rate than the projectors and the
-        head, which start from scratch; ``lora_lr: ~`` keeps one rate for all (``params`` unchanged).
-        """
-        adapters = {id(p) for p in self.llm.parameters() if p.requires_grad}
-        if lora_lr is None or not adapters:
-            return params
-        return [{"params": [p for p in params if id(p) not in adapters]},
-                {"params": [p for p in params if id(p) in adapters], "lr": lora_lr}]
-
     def train(self, mode=True):
         """The frozen backbone stays in eval mode (no dropout) unless LoRA adapters train or gradient
         checkpointing is on (transformers only checkpoints layers in training mode)."""

@@ -36,8 +36,8 @@ it can vary:
 
 - k-hop prompts are cumulative (the node's own token and hops 1..k), as a k-layer GNN's receptive
   field includes the node itself; the 2-hop prompt is the user's full context for L0 too.
-- ``pooling``: ``mean`` (default) averages the LM's last hidden states from the node's [USER]/[ITEM]
-  mark to the end of the prompt; ``out`` takes the state at [OUT]. With the tiny random test LM the
+- A hop's representation averages the LM's last hidden states from the node's [USER]/[ITEM] mark to
+  the end of the prompt. The state at [OUT] alone was tried first: with the tiny random test LM the
   [OUT] states of different users were nearly identical, leaving InfoNCE no signal
   (benchmarks/notes/ml-100k.md, "Figures behind the code's choices").
   Then ``projection_head``: Linear-ReLU-Linear to ``projection_size``, L2-normalised. L0 always
@@ -48,9 +48,7 @@ it can vary:
 - The L0 target is one uniformly drawn training item of the user, removed from its 1-hop list; the
   items of L3 are the batch's L0 targets.
 - On ordered data with held-out targets (``lm_holdout_ratio``, ``ordered_context``), L0's target is
-  the held-out item that follows the user's kept items (``held_out_targets: first``), or any held-out
-  item, the items before it as context (``each``: a prefix per held-out item, more training
-  examples for a user with several held out).
+  the held-out item that follows the user's kept items.
 - Negatives of each InfoNCE: the other keys of the batch (a key of the same node is masked) plus,
   with ``use_queue``, the queue's filled part; the queue never holds the current batch's keys.
   ``use_queue: False`` leaves in-batch negatives only. Keys of the same node from earlier batches
@@ -73,8 +71,7 @@ it can vary:
 - λ1..λ3 default to 1 (L0 and the InfoNCE terms have comparable scales: log of the catalogue and
   of the negatives); they are untuned.
 - ``gllm_head``: as GLTA's (``item_tokens`` initialises the head from the item tokens after the
-  graph stage). ``head_norm: batch`` standardises the [OUT] state's dimensions before the head
-  (``recbole_llm/model/item_head.py`` says why); ``none``, the default, is what the committed rows ran.
+  graph stage).
 - At inference each user's neighbours are one fixed sample (seeded by ``seed``), so scores do not
   change between evaluations or after a reload.
 - Training sub-samples ``users_per_epoch`` users per epoch (a fresh random subset each epoch) so a
@@ -85,15 +82,11 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
 from torch import nn
 
 from recbole_llm.data.neighbours import NeighbourSampler
-from recbole_llm.errors import ConfigValueError
-from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
-from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
-from recbole_llm.model.graph_stage import PretrainedGraphMixin, graph_projector, latest
+from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
+from recbole_llm.model.graph_stage import GraphLMRecommender, latest
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
@@ -131,13 +124,12 @@ class GraphTokenEncoder(nn.Module):
     an EMA copy of all of it, so that queued keys stay comparable across steps (MoCo's reason).
     """
 
-    def __init__(self, graph_size, text_size, token_size, hidden_size, projection_size, token_std, projector="linear"):
+    def __init__(self, graph_size, text_size, token_size, hidden_size, projection_size, token_std):
         super().__init__()
         # No bias: a shared offset makes every node's token alike, and training drove it to swamp the
-        # node-specific part; tokens are linear in the graph and text embeddings instead (``projector:
-        # mlp`` bends the graph's part through Linear, GELU, Linear).
-        self.user_projector = graph_projector(graph_size, token_size, projector, bias=False)
-        self.item_projector = graph_projector(graph_size, token_size, projector, bias=False)
+        # node-specific part; tokens are linear in the graph and text embeddings instead.
+        self.user_projector = nn.Linear(graph_size, token_size, bias=False)
+        self.item_projector = nn.Linear(graph_size, token_size, bias=False)
         self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
         self.task_tokens = nn.Parameter(torch.randn(len(TASK_TOKENS), token_size) * token_std)
         self.projection_head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(),
@@ -147,17 +139,7 @@ class GraphTokenEncoder(nn.Module):
         return dict(zip(TASK_TOKENS, self.task_tokens.unsqueeze(1)))
 
 
-class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
-    # The graph stage trains on RecBole's pairwise (user, positive, negative) batches.
-    input_type = InputType.PAIRWISE
-    uses_item_text = True
-    # The keys of properties/model/GALRec.yaml that only stage 2 reads: runs that differ in nothing else
-    # share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
-    LATER_STAGE_KEYS = LLM_KEYS | {
-        "use_item_text", "n_hop1", "n_hop2", "prompt_system", "lambda1", "lambda2", "lambda3", "lambda4", "tau",
-        "queue_size", "momentum", "projection_size", "gllm_head", "head_norm", "pooling", "use_l1", "use_l2", "use_l3",
-        "use_queue", "use_hop2", "prompt_batch_size", "users_per_epoch", "score_fusion", "held_out_targets", "projector",
-    }
+class GALRec(GraphLMRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -171,10 +153,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.use_l3 = config["use_l3"]
         self.use_queue = config["use_queue"]
         self.use_hop2 = config["use_hop2"]
-        self.pooling = config["pooling"]
-        self.held_out_targets = config["held_out_targets"]
         self.lora = (config["lora_r"] or 0) > 0
-        self._check_config(config)
         self.top_hop = 2 if self.use_hop2 else 1
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
@@ -188,10 +167,10 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         token_size = input_embeddings.embedding_dim
         hidden = llm_hidden_size(self.llm)
         self.encoder = GraphTokenEncoder(d, text_size, token_size, hidden, config["projection_size"],
-                                         input_embeddings.weight.std().item(), config["projector"] or "linear")
+                                         input_embeddings.weight.std().item())
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.queues = nn.ModuleDict({name: KeyQueue(config["queue_size"], config["projection_size"]) for name in QUEUES})
-        self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"], config["head_norm"] or "none")
+        self.gllm_head = GLLMHead(hidden, self.n_items, config["gllm_head"])
 
         self.template = PromptTemplate(self.tokenizer, config["prompt_system"], "{context}", placeholders={"context"},
                                        keys=("prompt_system",))
@@ -213,14 +192,6 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         users = torch.arange(self.n_users)
         hop1 = self.latest_items(self.sequences, users) if self.ordered else None
         self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]), hop1=hop1)
-
-    def _check_config(self, config):
-        # Numeric keys are checked with every other config key (recbole_llm/config_rules.py).
-        if self.pooling not in ("mean", "out"):
-            raise ConfigValueError(f"pooling={self.pooling!r} is not usable by GALRec. Fix: set pooling to mean or out.")
-        if self.held_out_targets not in ("first", "each"):
-            raise ConfigValueError(f"held_out_targets={self.held_out_targets!r} is not usable by GALRec. "
-                                   "Fix: set held_out_targets to first or each.")
 
     # ----- parameters ---------------------------------------------------------------------------
 
@@ -274,16 +245,11 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     def _ordered_targets(self, users):
         """Ordered data: (targets, 1-hop context) of a training batch: a position t of each user's training
         sequence, its item the target and the items before it the context. With held-out targets, t is the
-        first held-out position (``held_out_targets: first``), which follows the user's latest kept items, or
-        any held-out position (``each``: one prefix per held-out item, earlier held-out items then join the
-        context); otherwise any position t >= 1 (SASRec's many prefixes)."""
+        first held-out position, which follows the user's latest kept items; otherwise any position t >= 1
+        (SASRec's many prefixes)."""
         lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
         if self.held_items is not None:
-            kept = torch.tensor([len(self.lm_history[u]) for u in users.tolist()])
-            if self.held_out_targets == "first":
-                ends = kept
-            else:
-                ends = kept + (torch.rand(len(users), generator=self.generator) * (lengths - kept)).long()
+            ends = torch.tensor([len(self.lm_history[u]) for u in users.tolist()])
         else:
             ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
             ends = torch.where(lengths > 1, ends, torch.zeros_like(ends))
@@ -312,8 +278,7 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     def context_states(self, side, nodes, context, hops, encoder=None):
         """One LM forward of each node's ``hops``-hop prompt: (state at [OUT], pooled representation), each [B, hidden].
 
-        ``pooling: out`` takes the state at [OUT]; ``mean`` averages the states from the node's
-        [USER]/[ITEM] mark to the end of the prompt (its graph tokens and what follows them, not the
+        The representation averages the states from the node's [USER]/[ITEM] mark to the end of the prompt (its graph tokens and what follows them, not the
         instruction before them, which is the same for every prompt).
         """
         batch = self.context_prompts(side, nodes, context, hops, encoder)
@@ -323,8 +288,6 @@ class GALRec(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         states = hidden_at(self.llm, batch, "all").float()  # the heads stay float32 under any llm_dtype
         rows = torch.arange(len(nodes), device=states.device)
         out = states[rows, batch.positions["out"][:, 0]]
-        if self.pooling == "out":
-            return out, out
         graph_part = (positions.unsqueeze(0) >= batch.positions["mark"]).unsqueeze(-1).to(states.dtype)
         return out, (states * graph_part).sum(1) / graph_part.sum(1)
 

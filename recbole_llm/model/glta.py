@@ -28,19 +28,13 @@ run on the default CPU backbone, ranked below the LightGCN it starts from; resul
   candidate for the best checkpoint (``model/graph_stage.py``).
 - ``lm_holdout_ratio``: stage 3's targets are interactions held out of the graph the LM reads, and
   its prompt history is the user's other training items (``model/graph_stage.py``).
-- ``use_item_text``: item tokens are P_i(E_i) + P_t(text_i), text_i the frozen embedding of the
-  item's description (GAL-Rec's item tokens); P_t starts at zero and trains in stage 2.
-- ``train_item_side``: stage 3 trains the item projectors too, so the tied head's item vectors move.
 - ``max_history: 40``: prompts show up to 40 training items (the paper states no number; its path
   here keeps 20). With the residual fusion the longer history is what ranks above stage 1
-  (benchmarks/notes/ml-100k.md, "Issue 21").
-- ``projector: mlp`` (``linear``, the paper's, is the default): P_u and P_i are Linear, GELU, Linear.
-- ``lora_lr``: with ``lora_r > 0`` the LoRA adapters train at their own rate (``~``: stage 3's).
-- ``history_text``: the stage-3 prompt also describes its history items in words, the first
-  ``history_text_words`` words of each description before the item's token (``beside``) or in its
-  place (``instead``), so that an item the graph knows little of still says what it is. ``none``
-  (the paper's graph tokens alone) is the default; benchmarks/notes/ml-100k.md ("Issue 21") has
-  what each costs and ranks.
+  (benchmarks/notes/ml-100k.md).
+
+Switches measured as no better were removed (item text in the item tokens, stage 3 training the
+item side, history items in words, an MLP projector, a LoRA rate of its own, a normalised head
+input); their rows stay in benchmarks/notes/, with the commit whose code ran them.
 
 Choices where the paper is silent (each a config key):
 
@@ -58,41 +52,22 @@ Choices where the paper is silent (each a config key):
   where P_i is frozen, only its per-item bias trains); ``item_tokens`` initialises a Linear head
   from P_i(E_i) before stage 2; ``linear`` starts fresh. The spec asks which works better: ``tied``
   ranked highest on ml-100k, over 3 seeds, so it is the default (benchmarks/notes/ml-100k.md,
-  "GLTA"). ``head_norm: batch`` standardises the hidden state's
-  dimensions before the head (``recbole_llm/model/item_head.py``); ``none`` is the default.
+  "GLTA").
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
 from torch import nn
 
 from recbole_llm.data.item_text import item_descriptions
 from recbole_llm.data.user_text import user_texts
-from recbole_llm.errors import ConfigValueError
-from recbole_llm.llm import LLM_KEYS, PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
-from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
-from recbole_llm.model.graph_stage import PretrainedGraphMixin, graph_projector, latest
+from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
+from recbole_llm.model.graph_stage import GraphLMRecommender, latest
 from recbole_llm.model.item_head import GLLMHead
 
 
-class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
-    # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
-    input_type = InputType.PAIRWISE
-    uses_item_text = True
-    # The keys of properties/model/GLTA.yaml that only stages 2 and 3 read: runs that differ in nothing
-    # else share stage 1 (graph_cache; trainer/run_state.py's graph_digest).
-    LATER_STAGE_KEYS = LLM_KEYS | {
-        "item_alignment", "item_alignment_items", "item_alignment_epochs", "item_alignment_lr",
-        "item_alignment_batch_size", "item_alignment_system", "item_alignment_prompt", "user_alignment",
-        "user_alignment_targets", "user_alignment_epochs", "user_alignment_lr", "user_alignment_batch_size",
-        "max_history", "user_alignment_system", "user_alignment_prompt", "use_profile", "use_prediction",
-        "profile_words", "prediction_words", "user_text_items", "user_text_max_tokens", "gllm_head", "head_norm",
-        "score_fusion", "use_item_text", "train_item_side", "history_text", "history_text_words", "projector",
-    }
-    HISTORY_TEXTS = ("none", "beside", "instead")
+class GLTA(GraphLMRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -102,32 +77,21 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.use_profile = config["use_profile"]
         self.use_prediction = config["use_prediction"]
         self.lora = (config["lora_r"] or 0) > 0
-        self.train_item_side = bool(config["train_item_side"])
-        self.history_text = config["history_text"] or "none"
-        if self.history_text not in self.HISTORY_TEXTS:
-            raise ConfigValueError(f"history_text={self.history_text!r} is not one of {', '.join(self.HISTORY_TEXTS)}. "
-                                   f"Fix: set history_text to none (item tokens alone), beside or instead.")
 
         # Stage 1: the graph, and its frozen final embeddings once trained. With lm_holdout_ratio a
         # second LightGCN, trained without the held-out interactions, feeds the language model, whose
         # stage 3 then learns to predict exactly what that graph did not see.
         d = self._build_graph(config, dataset)
         self._build_holdout_graph(config, dataset)
-        text_size = self._build_item_text(config, dataset)
 
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
         token_size = self.llm.get_input_embeddings().embedding_dim
-        projector = config["projector"] or "linear"
-        self.item_projector = graph_projector(d, token_size, projector)
-        # Starts at zero: the item tokens begin as the paper's P_i(E_i) and stage 2 learns what text adds.
-        self.text_projector = nn.Linear(text_size, token_size, bias=False) if text_size else None
-        if self.text_projector is not None:
-            nn.init.zeros_(self.text_projector.weight)
-        self.user_projector = graph_projector(d, token_size, projector)
+        self.item_projector = nn.Linear(d, token_size)
+        self.user_projector = nn.Linear(d, token_size)
         n_slots = max(self.item_alignment_items, self.user_alignment_targets)
         self.output_slots = nn.Parameter(torch.randn(n_slots, token_size) * self.llm.get_input_embeddings().weight.std())
-        self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"], config["head_norm"] or "none")
+        self.gllm_head = GLLMHead(llm_hidden_size(self.llm), self.n_items, config["gllm_head"])
 
         self.item_template = PromptTemplate(self.tokenizer, config["item_alignment_system"], config["item_alignment_prompt"],
                                             placeholders={"descriptions", "item_tokens"},
@@ -138,8 +102,6 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
         self.prompts = PromptBuilder(self.tokenizer, self.llm.get_input_embeddings(), add_bos=not self.user_template.adds_bos)
 
         self.descriptions = item_descriptions(dataset)
-        # What a history item says in words in the stage-3 prompt (history_text): its description's first words.
-        self.history_labels = [" ".join(text.split()[:config["history_text_words"]]) for text in self.descriptions]
         history = dataset.inter_matrix(form="csr").astype(np.float32)
         self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
         # Inference history: a fixed random subset per user, the same in every evaluation.
@@ -158,39 +120,21 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
     # ----- parameters of each stage -------------------------------------------------------------
 
     def item_alignment_parameters(self):
-        params = [*self.item_projector.parameters(), self.output_slots]
-        params += [self.text_projector.weight] if self.text_projector is not None else []
-        return params + list(self.gllm_head.parameters())
+        return [*self.item_projector.parameters(), self.output_slots, *self.gllm_head.parameters()]
 
     def user_alignment_parameters(self):
-        """Stage 3's parameters; ``train_item_side`` adds the item projectors (the paper keeps P_i frozen)."""
+        """Stage 3's parameters: the item projector stays as stage 2 left it, as in the paper."""
         params = [*self.user_projector.parameters(), self.output_slots]
         params += list(self.gllm_head.parameters()) + self.fusion_parameters()
-        if self.train_item_side:
-            params += list(self.item_projector.parameters())
-            params += [self.text_projector.weight] if self.text_projector is not None else []
         return params + [p for p in self.llm.parameters() if p.requires_grad]
 
     # ----- prompts ------------------------------------------------------------------------------
 
     def item_tokens(self, items):
-        return self.item_token(items, self.item_projector, self.text_projector)
+        return self.item_projector(self.item_graph_embedding[items.to(self.device)])
 
     def _slots(self, count):
         return Soft(self.output_slots[:count], name="out")
-
-    def history_segments(self, history):
-        """The history items as a stage-3 prompt shows them (``history_text``): their tokens side by side,
-        each item's words and then its token (``"words: <token>; words: <token>"``), or the words alone."""
-        if self.history_text == "none":
-            return Soft(self.item_tokens(history))
-        labels = [self.history_labels[item] for item in history.tolist()]
-        if self.history_text == "instead":
-            return "; ".join(labels)
-        tokens, segments = self.item_tokens(history), []
-        for position, label in enumerate(labels):
-            segments += [f"{'; ' if position else ''}{label + ': ' if label else ''}", Soft(tokens[position:position + 1])]
-        return segments
 
     def user_prompts(self, users, histories):
         """Stage-3 prompts: user token, history items, optional texts, ``user_alignment_targets`` slots."""
@@ -200,7 +144,7 @@ class GLTA(FrozenBackboneMixin, PretrainedGraphMixin, GeneralRecommender):
             history = torch.as_tensor(history, dtype=torch.long, device=self.device)
             profile = f" User tags: {self.profiles[user]}" if self.profiles else ""
             prediction = f" User's potential interest: {self.predictions[user]}" if self.predictions else ""
-            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]), item_tokens=self.history_segments(history),
+            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]), item_tokens=Soft(self.item_tokens(history)),
                                              profile=profile, prediction=prediction)
             prompts.append(prompt + [self._slots(self.user_alignment_targets)])
         return self.prompts.build(prompts)

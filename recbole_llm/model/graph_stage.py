@@ -7,13 +7,8 @@ RecBole's pairwise batches, and its final embeddings as buffers that every later
 Additions beyond the papers, each a config key (``properties/glta-paper.yaml`` and
 ``galrec-paper.yaml`` turn them off):
 
-- ``score_fusion: residual``: the final scores are ``scale · e_u·E_iᵀ + gate · LM logits``, with
-  e_u, E_i the frozen stage-1 embeddings and the gate starting at 0, so the language-model stage
-  starts exactly at stage 1's ranking and can only add to it; ``none`` is the LM head alone.
-  ``validated``: the language-model stage trains the LM head alone (the papers' objective), and
-  its best checkpoint is then fused as ``e_u·E_iᵀ / σ_graph + w · LM logits / σ_LM``, with ``w``
-  picked from ``FUSION_WEIGHTS`` on the validation split (``w = 0`` is stage 1 itself), as any
-  other hyper-parameter is (``GraphStageTrainer.choose_fusion_weight``).
+- ``score_fusion``: the final scores combine stage 1's ranking with the LM's logits
+  (``model/score_fusion.py``, which the models and the trainer ask).
 - ``lm_holdout_ratio``: a second LightGCN (``holdout_graph``) is trained without a fraction of each
   user's training interactions; its embeddings feed the language model, and the language-model stage
   predicts exactly the held-out interactions, scored on top of that graph, as a stacked ensemble is
@@ -22,24 +17,23 @@ Additions beyond the papers, each a config key (``properties/glta-paper.yaml`` a
 - ``ordered_context``: under ``order: TO`` the held-out interactions are each user's most recent,
   and the models show a user's latest training items (``self.sequences``, ``latest``) and predict
   what follows, as leave-one-out evaluation asks.
-- ``projector: mlp``: the graph embeddings reach the LM's input space through Linear, GELU, Linear
-  (LLaVA-1.5's projector) instead of the papers' one Linear (``graph_projector``).
 """
 
 import contextlib
 
 import torch
-from torch import nn
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
 
 from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
+from recbole_llm.helpers import property_keys
+from recbole_llm.llm import LLM_KEYS
 from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
+from recbole_llm.model.score_fusion import score_fusion
 
-SCORE_FUSIONS = ("none", "residual", "validated")
-PROJECTORS = ("linear", "mlp")
-# The weights of the LM's standardised logits that ``score_fusion: validated`` tries on validation.
-FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5)
 # The keys that choose the held-out interactions: only the holdout graph's stage-1 cache depends on them.
 HOLDOUT_KEYS = frozenset({"lm_holdout_ratio", "ordered_context"})
 
@@ -50,18 +44,49 @@ def latest(sequence, n, end=None):
     return sequence[max(end - n, 0):end]
 
 
-def graph_projector(in_size, out_size, kind, bias=True):
-    """How a graph embedding becomes a soft token: one Linear (``linear``, the papers'), or ``mlp``, Linear,
-    GELU, Linear, which can bend the graph's space where one linear map cannot (LLaVA-1.5's projector)."""
-    if kind == "linear":
-        return nn.Linear(in_size, out_size, bias=bias)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_size, out_size, bias=bias), nn.GELU(), nn.Linear(out_size, out_size, bias=bias))
-    raise ConfigValueError(f"projector={kind!r} is not a projector. Fix: set projector to one of {', '.join(PROJECTORS)}.")
+class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
+    """The base of the graph + language-model recommenders (GLTA, GAL-Rec): stage 1's graph, the fused
+    scores, and what ``GraphStageTrainer`` may call on them.
 
+    Its property file (``properties/model/GraphLMRecommender.yaml``) is stage 1's one block of keys,
+    which both models read: what stage 1 depends on is computed from it (``trainer/run_state.py``).
 
-class PretrainedGraphMixin:
-    """``self.graph`` and its frozen user/item embeddings; expects ``self.gllm_head`` and ``self.item_tokens``."""
+    A subclass builds, in its constructor, ``_build_graph``, ``_build_holdout_graph``, ``self.llm``
+    and ``self.lora`` (``load_backbone``), ``self.gllm_head`` (``GLLMHead``), and implements
+    ``item_tokens(items)`` and ``lm_logits(users)``. The trainers then call:
+
+    - stage 1: ``graph``, ``holdout_graph``, ``holdout_dataset``, ``stage1_graphs()``, ``freeze_graph()``;
+    - the language-model stages: ``lm_users``, ``init_head_from_item_tokens()``,
+      ``fusion_parameters()``, and the subclass's own losses and parameter lists, which only its own
+      trainer reads;
+    - scoring: ``score_fusion`` (``model/score_fusion.py``), ``stage1_scores()``, ``lm_logits()``,
+      ``scoring_from()``, ``scoring_stage1_alone()``, ``fusion_weights()``.
+    """
+
+    # Stage 1 trains on RecBole's pairwise (user, positive, negative) batches.
+    input_type = InputType.PAIRWISE
+    uses_item_text = True
+
+    @classmethod
+    def stage1_keys(cls):
+        """The keys of stage 1's property block, which GLTA and GAL-Rec share."""
+        return property_keys(GraphLMRecommender.__name__)
+
+    @classmethod
+    def later_stage_keys(cls):
+        """The keys only the language-model stages read: the backbone's and those of the model's own
+        property files. Runs that differ in nothing else share stage 1 (``graph_cache``); a key that no
+        file names counts as one stage 1 may read, so a missing name costs a cache miss, never a wrong reuse."""
+        own = (property_keys(c.__name__) for c in cls.__mro__ if issubclass(c, GraphLMRecommender) and c is not GraphLMRecommender)
+        return frozenset(LLM_KEYS.union(*own) - cls.stage1_keys())
+
+    def item_tokens(self, items):
+        """The soft tokens of ``items`` in the language model's input space (the item projector's output)."""
+        raise NotImplementedError
+
+    def lm_logits(self, users):
+        """The language model's scores of every item for ``users`` [B, n_items], before the fusion."""
+        raise NotImplementedError
 
     def _build_graph(self, config, dataset):
         """Create the stage-1 LightGCN and the (zero until frozen) buffers; returns the embedding size."""
@@ -72,18 +97,7 @@ class PretrainedGraphMixin:
         self.holdout_graph = self.lm_targets = self.lm_history = None
         self.stage1_alone = False
         self.fixed_scores = None
-        self.score_fusion = config["score_fusion"] or "none"
-        if self.score_fusion not in SCORE_FUSIONS:
-            raise ConfigValueError(f"score_fusion={self.score_fusion!r} is not a score fusion. "
-                                   f"Fix: set score_fusion to one of {', '.join(SCORE_FUSIONS)}.")
-        if self.score_fusion == "residual":
-            self.fusion_scale = nn.Parameter(torch.ones(()))
-            self.fusion_gate = nn.Parameter(torch.zeros(()))
-        elif self.score_fusion == "validated":  # set once, after the LM stage (``choose_fusion``)
-            self.register_buffer("fusion_scale", torch.ones(()))
-            self.register_buffer("fusion_gate", torch.zeros(()))
-            self.register_buffer("fusion_weight", torch.zeros(()))
-            self.register_buffer("fusion_chosen", torch.zeros((), dtype=torch.bool))
+        self.score_fusion = score_fusion(config)
         return d
 
     def _build_holdout_graph(self, config, dataset):
@@ -125,7 +139,7 @@ class PretrainedGraphMixin:
         return [items[bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
 
     def _build_item_text(self, config, dataset):
-        """``use_item_text``: the frozen text embedding of every item's description; returns its size (0 without).
+        """``use_item_text`` (GAL-Rec's): the frozen text embedding of every item's description; returns its size (0 without).
 
         Items are then described to the language model by P_i(E_i) + P_t(text_i) (``item_token``), so
         an item with few interactions, whose graph embedding says little, still has a meaningful token.
@@ -163,31 +177,11 @@ class PretrainedGraphMixin:
         self.item_graph_embedding.copy_(items)
 
     def fusion_parameters(self):
-        return [self.fusion_scale, self.fusion_gate] if self.score_fusion == "residual" else []
+        return list(self.score_fusion.parameters())
 
     def fusion_weights(self):
-        """The ``scale`` and ``gate`` of the fusion (and the validated ``weight``), for the run's record (None without it)."""
-        if self.score_fusion == "none":
-            return None
-        weights = {"scale": self.fusion_scale.item(), "gate": self.fusion_gate.item()}
-        if self.score_fusion == "validated":
-            weights["weight"] = float(self.fusion_weight) if bool(self.fusion_chosen) else None
-        return weights
-
-    @torch.no_grad()
-    def choose_fusion(self, graph_std, lm_std, weight):
-        """``score_fusion: validated``: from now on score ``graph / graph_std + weight * lm / lm_std``."""
-        self.fusion_scale.fill_(1.0 / graph_std)
-        self.fusion_gate.fill_(weight / lm_std)
-        self.fusion_weight.fill_(weight)
-        self.fusion_chosen.fill_(True)
-
-    def lm_alone(self, training=False):
-        """Whether the final scores are the LM head's alone: ``none``; ``validated`` while the LM stage trains
-        and validates (before ``choose_fusion``)."""
-        if self.score_fusion == "validated":
-            return training or not bool(self.fusion_chosen)
-        return self.score_fusion == "none"
+        """The fusion's weights for the run's record (None without any)."""
+        return self.score_fusion.record()
 
     def stage1_scores(self, users, training=False):
         """Stage 1's e_u·E_iᵀ of ``users`` over all items: in training, of the graph the LM reads;
@@ -213,9 +207,7 @@ class PretrainedGraphMixin:
             return self.fixed_scores[users.cpu()].to(self.device)
         if self.stage1_alone:
             return self.stage1_scores(users)
-        if self.score_fusion == "validated" and bool(self.fusion_chosen) and float(self.fusion_weight) == 0:
-            return self.fusion_scale * self.stage1_scores(users)  # stage 1 won on validation: no LM to run
-        return self.fused_logits(users, self.lm_logits(users))
+        return self.fused_logits(users, self.lm_logits(users) if self.score_fusion.needs_lm else None)
 
     @contextlib.contextmanager
     def scoring_stage1_alone(self):
@@ -232,24 +224,17 @@ class PretrainedGraphMixin:
         In training, with held-out targets, the user's other training items (the prompt's history,
         which the graph already ranks on top) are masked, as RecBole's evaluator masks them.
         """
-        if self.score_fusion == "none":
-            return lm_logits
-        if self.lm_alone(training):
-            fused = lm_logits
-        else:
-            fused = self._fuse(users, lm_logits, training)
-        if training and self.lm_history is not None:
+        def graph_scores():
+            graph = self.stage1_scores(users, training)
+            return graph.unsqueeze(1) if lm_logits is not None and lm_logits.dim() == 3 else graph
+
+        fused = self.score_fusion.fuse(graph_scores, lm_logits, training)
+        if training and self.lm_history is not None and self.score_fusion.masks_training_history:
             seen = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=fused.device)
             for row, user in enumerate(users.tolist()):
                 seen[row, torch.as_tensor(self.lm_history[user], dtype=torch.long)] = True
             fused = fused.masked_fill(seen.unsqueeze(1) if fused.dim() == 3 else seen, float("-inf"))
         return fused
-
-    def _fuse(self, users, lm_logits, training):
-        graph = self.stage1_scores(users, training)
-        if lm_logits.dim() == 3:
-            graph = graph.unsqueeze(1)
-        return self.fusion_scale * graph + self.fusion_gate * lm_logits
 
     @torch.no_grad()
     def init_head_from_item_tokens(self):

@@ -2,7 +2,7 @@
 
 - Stage 1 (graph) is ``GraphStageTrainer``'s: LightGCN with BPR on the training interactions, or
   the embeddings of ``graph_checkpoint``, or those of an earlier run that differs only in the keys
-  ``GALRec.LATER_STAGE_KEYS`` names (``graph_cache``); saved as ``stage1_graph.pth`` and loaded,
+  ``GALRec.later_stage_keys()`` names (``graph_cache``); saved as ``stage1_graph.pth`` and loaded,
   not retrained, when a run starts again.
 - Stage 2 (graph-aware learning) trains the joint loss on shuffled batches of user ids
   (``prompt_batch_size`` users a step, ``users_per_epoch`` users an epoch) for ``epochs`` epochs;
@@ -15,7 +15,6 @@ import itertools
 import math
 
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer, StageBatches
-from recbole_llm.trainer.run_state import with_entries
 
 
 class UserSample(StageBatches):
@@ -39,11 +38,7 @@ class GALRecTrainer(GraphStageTrainer):
     LATEST_FILE = "graph_aware_latest.pth"
 
     def _random_generators(self):
-        return {"neighbour_sampler": self.model.generator}
-
-    def _run_dir(self, config):
-        # The folder is named as with epochs=None, so a longer run resumes a shorter one.
-        return super()._run_dir(with_entries(config, epochs=None))
+        return {**super()._random_generators(), "neighbour_sampler": self.model.generator}
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """Stage 1 as needed, then graph-aware learning through RecBole's fit; returns its best valid score and result."""
@@ -51,7 +46,7 @@ class GALRecTrainer(GraphStageTrainer):
 
         model = self.model
         model.init_head_from_item_tokens()  # replaced by the checkpoint's head when resuming below
-        self.optimizer = self._build_optimizer(params=model.lora_groups(model.graph_aware_parameters(), self.config["lora_lr"]))
+        self.optimizer = self._build_optimizer(params=model.graph_aware_parameters())
         # Users without a target (a training interaction, or a held-out one) have nothing to learn from.
         batches = UserSample(model.USER_ID, model.lm_users, self.config["prompt_batch_size"], train_data.dataset,
                              self.config["seed"], rank=self.rank, world_size=self.world_size, limit=self.config["users_per_epoch"])

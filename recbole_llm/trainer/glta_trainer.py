@@ -2,7 +2,7 @@
 
 - Stage 1 (graph) is ``GraphStageTrainer``'s: LightGCN with BPR on the training interactions, or
   the embeddings of ``graph_checkpoint``, or those of an earlier run that differs only in the keys
-  ``GLTA.LATER_STAGE_KEYS`` names (``graph_cache``).
+  ``GLTA.later_stage_keys()`` names (``graph_cache``).
 - Stage 2 (item alignment) runs RecBole's ``_train_epoch`` on batches of item ids with the model's
   item-alignment loss; ``stage2_item_alignment.pth`` holds its last finished epoch.
 - Stage 3 (user alignment) goes through RecBole's ``fit`` on batches of user ids, so validation,
@@ -15,8 +15,6 @@ import time
 
 import torch
 
-from recbole_llm.checkpoint import random_states
-from recbole_llm.helpers import atomic_save
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer
 
 
@@ -36,11 +34,10 @@ class GLTATrainer(GraphStageTrainer):
                                                learning_rate=config["item_alignment_lr"])
         start = 0
         if latest.is_file():
-            checkpoint = self._load_stage(latest, "the same command then trains stage 2 again (stage 1 is kept).")
-            model.load_state_dict(checkpoint["state_dict"])
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-            start = checkpoint["epoch"] + 1
-            self.logger.info(f"Stage 2 (item alignment): resuming after epoch {checkpoint['epoch']} from {latest}")
+            position = self.restore_position(latest, "the same command then trains stage 2 again (stage 1 is kept).",
+                                             self.optimizer)
+            start = position["epoch"] + 1
+            self.logger.info(f"Stage 2 (item alignment): resuming after epoch {position['epoch']} from {latest}")
         else:
             model.init_head_from_item_tokens()
         items = torch.arange(1, model.n_items)
@@ -54,10 +51,7 @@ class GLTATrainer(GraphStageTrainer):
             self.stage_loss_per_epoch["item_alignment"].append(loss)
             self.logger.info(f"Stage 2 (item alignment) epoch {epoch}: loss {loss:.4f}, "
                              f"{self.stage_seconds_per_epoch['item_alignment'][-1]:.1f} s")
-            if self._is_writer():
-                atomic_save({"stage": "item_alignment", "epoch": epoch, "state_dict": model.state_dict(),
-                             "optimizer": self.optimizer.state_dict(),
-                             "rng": random_states(**self._random_generators())}, latest)
+            self.save_position(latest, "item_alignment", epoch, optimizer=self.optimizer)
 
     # ----- stage 3 ------------------------------------------------------------------------------
 
@@ -71,7 +65,7 @@ class GLTATrainer(GraphStageTrainer):
         self._item_alignment_stage(train_data.dataset, show_progress)
 
         model, config = self.model, self.config
-        self.optimizer = self._build_optimizer(params=model.lora_groups(model.user_alignment_parameters(), config["lora_lr"]),
+        self.optimizer = self._build_optimizer(params=model.user_alignment_parameters(),
                                                learning_rate=config["user_alignment_lr"])
         self.epochs = config["user_alignment_epochs"] if config["user_alignment"] else 0
         batches = self._batches(model.USER_ID, model.lm_users, config["user_alignment_batch_size"], train_data.dataset)

@@ -9,7 +9,7 @@ continues from its last completed epoch. Delete the folder to start over.
   early-stopped on the validation split, unless ``graph_checkpoint`` names a LightGCN checkpoint.
   With ``graph_cache`` (the default) its best embeddings are also kept in ``graph_cache_dir``
   (default ``<checkpoint_dir>/graph_cache``) under a digest of every entry stage 1 can depend on
-  (all but the run-only keys and the model class's ``LATER_STAGE_KEYS``), and a later run with the
+  (all but the run-only keys and the model class's ``later_stage_keys()``), and a later run with the
   same digest (an ablation, another λ or head) loads them instead of training the same LightGCN
   again. Stage 1 is a function of the seed, the data and those entries alone (the graph is the
   first thing the model builds, and RecBole's shuffling and sampling are seeded), so the loaded
@@ -18,7 +18,7 @@ continues from its last completed epoch. Delete the folder to start over.
   already differ by ~1e-7).
 - The last stage (GLTA's user alignment, GAL-Rec's graph-aware learning) goes through RecBole's
   ``fit`` on batches of ids, so validation, early stopping and the best checkpoint
-  (``<model>-best.pth``) are RecBole's; ``LATEST_FILE`` holds its last finished epoch.
+  (``<model>-best.pth``) are RecBole's; ``LATEST_FILE`` holds its position after its last finished epoch.
 
 Only trainable weights and the graph embeddings are saved (the models' ``state_dict`` leaves the
 frozen backbone out).
@@ -35,19 +35,20 @@ from recbole.data.interaction import Interaction
 import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
-from recbole_llm.checkpoint import load_checkpoint, random_states, restore_random_states
+from recbole_llm.checkpoint import load_checkpoint
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
-from recbole_llm.model.graph_stage import FUSION_WEIGHTS, HOLDOUT_KEYS
+from recbole_llm.model.graph_stage import HOLDOUT_KEYS
+from recbole_llm.model.score_fusion import FUSION_WEIGHTS
 from recbole_llm.trainer.accumulation import accumulate
-from recbole_llm.trainer.run_state import RunState, graph_digest, with_entries
+from recbole_llm.trainer.run_state import STAGE1_OVERRIDES, RunState, graph_digest, with_entries
 
 
 def graph_cache_digest(config, model_class, holdout=False):
     """The stage-1 cache key of a run: its LightGCN of all training interactions (independent of
     ``lm_holdout_ratio`` and of ``ordered_context``, which choose the held-out interactions), or with
     ``holdout`` the LightGCN without the held-out interactions."""
-    ignored = model_class.LATER_STAGE_KEYS | (set() if holdout else HOLDOUT_KEYS)
+    ignored = model_class.later_stage_keys() - (HOLDOUT_KEYS if holdout else set())
     return graph_digest(config, ignored)
 
 
@@ -96,41 +97,29 @@ class StageBatches:
 class GraphStageTrainer(RunState, Trainer):
     """Stage 1 (graph), then the subclass's stages; its last one runs through ``fit_last_stage``.
 
-    A subclass names its ``STAGES`` (``"graph"`` first, the last stage last) and ``LATEST_FILE``,
-    and implements ``fit`` as: ``prepare_graph``, its own stages, then ``fit_last_stage``.
+    A subclass names its ``STAGES`` (``"graph"`` first, the last stage last) and ``LATEST_FILE`` (the
+    last stage's position), and implements ``fit`` as: ``prepare_graph``, its own stages, then
+    ``fit_last_stage``. Every stage keeps its position in ``run_state``'s one layout.
     """
 
     STAGES = ("graph",)
-    LATEST_FILE = None
+    GRAPH_FILE = "stage1_graph.pth"
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.saved_model_file = str(self.run_dir / f"{config['model']}-best.pth")
         self.stage_seconds_per_epoch = {stage: [] for stage in self.STAGES}
         self.stage_loss_per_epoch = {stage: [] for stage in self.STAGES}
-        self.graph_source = None  # where stage 1 came from: trained, graph_checkpoint, cache or run checkpoint
+        # self.graph_source: trained, graph_checkpoint, cache or run checkpoint, once stage 1 is done
         self.rank = 0 if config["single_spec"] else config["local_rank"]
         self.world_size = 1 if config["single_spec"] else config["world_size"]
-        self._last_epoch = None  # the last stage's last finished epoch in this process
-        self._stopped = False  # whether the run this one resumes ended its last stage by early stopping
+        self.fit_stage = self.STAGES[-1]
 
     def _batches(self, field, ids, batch_size, dataset, group=1):
         return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size)
 
     def _build_optimizer(self, **kwargs):
         return accumulate(super()._build_optimizer(**kwargs), self.config)
-
-    def _random_generators(self):
-        """The run's own generators, by name, whose states its checkpoints carry beside the global ones."""
-        return {}
-
-    def _load_stage(self, path, fix):
-        """A stage checkpoint of this run, its random states restored: the run goes on as if never stopped."""
-        checkpoint = load_checkpoint(path, map_location=self.device, fix=f"delete that file: {fix}")
-        if "rng" in checkpoint:  # absent from files written before the plugin saved them
-            restore_random_states(checkpoint["rng"], **self._random_generators())
-        self.resumed = True
-        return checkpoint
 
     def _rewrap_ddp(self):
         """Wrap the model in DDP again: DDP fixes the set of parameters it reduces when it wraps, and
@@ -152,9 +141,9 @@ class GraphStageTrainer(RunState, Trainer):
     # ----- stage 1 ------------------------------------------------------------------------------
 
     def _graph_stage(self, train_data, valid_data, verbose, show_progress):
-        done = self.run_dir / "stage1_graph.pth"
+        done = self.run_dir / self.GRAPH_FILE
         if done.is_file():
-            self.model.load_state_dict(self._load_stage(done, "the same command then trains stage 1 again.")["state_dict"])
+            self.restore_position(done, "the same command then trains stage 1 again.")
             # The checkpoint holds the frozen graph embeddings; the graph's weights stay out of training,
             # as freeze_graph leaves them (or DDP would reduce their gradients and counts would include them).
             for graph in self.model.stage1_graphs():
@@ -178,17 +167,15 @@ class GraphStageTrainer(RunState, Trainer):
         if self.model.holdout_graph is not None:
             self._holdout_graph_stage(train_data, valid_data, verbose, show_progress)
         self.model.freeze_graph()
-        if self._is_writer():
-            atomic_save({"stage": "graph", "state_dict": self.model.state_dict(),
-                         "rng": random_states(**self._random_generators())}, done)
+        self.save_position(done, "graph", None, done=True)
 
     def _train_graph(self, graph, train_data, valid_data, verbose, show_progress, cached, stage="graph"):
         """Train one stage-1 LightGCN with RecBole's Trainer, early-stopped on validation; keep its best.
 
         ``stage`` names it in the per-stage costs: ``graph``, or ``holdout_graph`` for the second one.
         """
-        graph_trainer = Trainer(with_entries(self.config, epochs=self.config["graph_epochs"],
-                                             learning_rate=self.config["graph_learning_rate"]), graph)
+        own = {key: self.config[name] for key, name in STAGE1_OVERRIDES.items()}
+        graph_trainer = Trainer(with_entries(self.config, **own), graph)
         graph_trainer.saved_model_file = str(self.run_dir / f"stage1_{stage}_best.pth")
         time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch.setdefault(stage, []))
         self.logger.info(f"Stage 1 ({stage}): LightGCN with BPR on the training interactions")
@@ -217,6 +204,9 @@ class GraphStageTrainer(RunState, Trainer):
                          "user's training interactions that the language-model stage predicts")
         self._train_graph(model.holdout_graph, loader, valid_data, verbose, show_progress, cached, "holdout_graph")
 
+    def fusion_weights(self):
+        return self.model.fusion_weights()
+
     def graph_test_result(self, test_data):
         """Test metrics of stage 1's LightGCN alone (the ranking the fused model starts from)."""
         # Through this trainer's evaluate (DDP-aware), the model ranking by stage 1 without its LM forward.
@@ -233,7 +223,8 @@ class GraphStageTrainer(RunState, Trainer):
             what = f"graph_checkpoint={str(path)!r}"
             fix = "Fix: point it at a .pth file saved by RecBole's LightGCN or FastLightGCN on this dataset, or unset it."
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)["state_dict"]
+            # The cache is the plugin's own file, read weights_only like its training positions.
+            state = torch.load(path, map_location=self.device, weights_only=from_cache)["state_dict"]
             users, items = state["user_embedding.weight"], state["item_embedding.weight"]
         except (OSError, KeyError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
             raise ConfigValueError(
@@ -260,24 +251,11 @@ class GraphStageTrainer(RunState, Trainer):
             self.stage_loss_per_epoch[self.STAGES[-1]].append(loss)
         return loss
 
-    def _save_latest(self, epoch_idx, loss=None, stopped=False):
-        """The last stage after ``epoch_idx`` with the random states its next epoch draws its targets from
-        (RecBole's ``_save_checkpoint`` keeps none, so a resumed run trained on other targets). ``stopped``:
-        early stopping ended the stage there, so a run of the same command does not train it further."""
-        self._last_epoch = epoch_idx
-        if self._is_writer():
-            atomic_save({"epoch": epoch_idx, "stopped": stopped, "cur_step": self.cur_step,
-                         "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
-                         "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                         "rng": random_states(**self._random_generators())}, self.run_dir / self.LATEST_FILE)
-
-    def _resume_last_stage(self, path):
-        checkpoint = self._load_stage(path, "the same command then trains this stage again (earlier stages are kept).")
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.start_epoch, self.cur_step = checkpoint["epoch"] + 1, checkpoint["cur_step"]
-        self.best_valid_score, self.best_valid_result = checkpoint["best_valid_score"], checkpoint["best_valid_result"]
-        self._stopped = checkpoint.get("stopped", False)
+    def _before_fit(self, train_data, valid_data, saved, show_progress):
+        train_data.epoch = self.start_epoch  # the batches of the next epoch are those an unbroken run draws
+        if self.model.score_fusion.validates_stage1_first and self.start_epoch == 0 and self.epochs > 0 \
+                and valid_data is not None:
+            self._validate_start(valid_data, saved, show_progress)
 
     def _validate_start(self, valid_data, saved, show_progress):
         """Validate before the last stage's first epoch: with the fusion's gate at 0 this is stage 1's ranking,
@@ -292,25 +270,10 @@ class GraphStageTrainer(RunState, Trainer):
         """The last stage on ``batches`` through RecBole's fit, resumed from ``LATEST_FILE`` when a run left one;
         expects ``self.optimizer`` and ``self.epochs`` set for it. Returns fit's best valid score and result."""
         self.eval_step = min(self.config["eval_step"], self.epochs)
-        latest = self.run_dir / self.LATEST_FILE
-        if latest.is_file():
-            self._resume_last_stage(latest)
-        batches.epoch = self.start_epoch
-        finished = 0 < self.epochs <= self.start_epoch or (self.start_epoch > 0 and self._stopped)
-        if saved and finished and Path(self.saved_model_file).is_file():
-            # A finished stage, run again: RecBole's fit would save its last epoch as the best checkpoint,
-            # and after an early stop it would train one more epoch.
-            result = self.best_valid_score, self.best_valid_result
-        else:
-            if getattr(self.model, "score_fusion", "none") == "residual" and self.start_epoch == 0 and self.epochs > 0 \
-                    and valid_data is not None:
-                self._validate_start(valid_data, saved, show_progress)
-            self._last_epoch = None
-            result = self._fit_keeping_latest(batches, valid_data, verbose=verbose, saved=saved,
-                                              show_progress=show_progress, callback_fn=callback_fn)
-            if self._last_epoch is not None and self._last_epoch + 1 < self.epochs:
-                self._save_latest(self._last_epoch, stopped=True)  # fit's loop ended early: early stopping
-        if getattr(self.model, "score_fusion", "none") == "validated" and valid_data is not None:
+        result = self.fit_from(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                               callback_fn=callback_fn,
+                               fix="the same command then trains this stage again (earlier stages are kept).")
+        if self.model.score_fusion.chosen_on_validation and valid_data is not None:
             result = self.choose_fusion_weight(valid_data, saved)
         return result
 
@@ -353,7 +316,7 @@ class GraphStageTrainer(RunState, Trainer):
             if best is None or (score > best[1] if self.valid_metric_bigger else score < best[1]):
                 best = (weight, score, result)
         weight, self.best_valid_score, self.best_valid_result = best
-        model.choose_fusion(graph_std, lm_std, weight)
+        model.score_fusion.choose(graph_std, lm_std, weight)
         self.logger.info(f"score_fusion validated: chose weight {weight} (0 is stage 1 alone)")
         if saved and self._is_writer():
             self._save_checkpoint(epoch, verbose=False)
