@@ -14,7 +14,8 @@ from recbole_llm.errors import SavedModelError, UnknownUserError
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm as train
 from recbole_llm.recommend import recommend
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Every test reads a LightGCN and a GLTA that the runner trains first.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 USERS = ["196", "186", "22"]
 
 
@@ -120,7 +121,6 @@ def test_runner_checkpoints_load_weights_only_and_recbole_ones_say_they_cannot(s
     assert len(warnings) == 1 and "trust" in warnings[0].getMessage()
 
 
-@pytest.mark.slow
 def test_a_loaded_model_evaluates_in_a_fresh_process(saved):
     # RecBole's metrics read np.float, which only Config's __init__ defines; a Config unpickled from a
     # checkpoint skips it. A fresh process, because this one already built Configs.

@@ -13,6 +13,8 @@ from recbole_llm.model.rlmrecgen import RLMRecGen
 from recbole_llm.quick_start import load_data_and_model
 from recbole_llm.utils import get_model
 
+pytestmark = pytest.mark.slow  # three models train three epochs each on ml-100k
+
 MODELS = {"LightGCN+": LightGCNPlus, "RLMRec-Con": RLMRecCon, "RLMRec-Gen": RLMRecGen}
 TEXT_BUFFERS = {
     "LightGCN+": ("text_fusion.user_text", "text_fusion.item_text"),

@@ -30,7 +30,8 @@ def quiet(tmp_path, monkeypatch):
     return {"epochs": 2, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "state": "WARNING"}
 
 
-@pytest.mark.parametrize("model", STOCK_MODELS)
+# BPR in the quick check; the others train for more than a few seconds.
+@pytest.mark.parametrize("model", [m if m == "BPR" else pytest.param(m, marks=pytest.mark.slow) for m in STOCK_MODELS])
 def test_stock_model_trains_and_evaluates(model, quiet):
     result = run_recbole_llm(model, "ml-100k", config_dict={**quiet, **SMALLER.get(model, {})})
     ndcg = result["test_result"]["ndcg@10"]
