@@ -3,6 +3,9 @@
 # leave-one-out over each user's sequence (LS split, order TO), full ranking, Hit and NDCG@5/10/20.
 # Needs ../shared/datasets (DATA to override). One torch thread pinned to one core, as ml-100k.sh.
 # Finished (row, seed) pairs are skipped on a rerun.
+# Rows that set history_text, head_norm, train_item_side, use_item_text (GLTA), held_out_targets=each,
+# projector=mlp, lora_lr or pooling=out ran at commit 5d91fdd; those switches have since left the code
+# (docs/defaults-beyond-the-papers.md). They stay here as the record of what ran.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 P=recbole_llm/properties/benchmark/amazon-beauty.yaml

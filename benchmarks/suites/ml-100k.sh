@@ -12,6 +12,9 @@
 # choices in recbole_llm/properties/benchmark/ml-100k/<Model>.yaml). A plain Model row on seed 2020 is then the
 # tuning run itself (copied by the harness, not trained again).
 # SASRec is left out: this protocol splits each user's interactions at random, not by time.
+# Rows that set history_text, head_norm, train_item_side, use_item_text (GLTA), held_out_targets=each,
+# projector=mlp, lora_lr or pooling=out ran at commit 5d91fdd; those switches have since left the code
+# (docs/defaults-beyond-the-papers.md). They stay here as the record of what ran.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 P=recbole_llm/properties/benchmark/ml-100k.yaml
