@@ -60,7 +60,9 @@ def load_checkpoint(path, fix, map_location="cpu", weights_only=False):
     """
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, ValueError) as error:
+    # torch's weights-only unpickler fails on damaged bytes with IndexError or TypeError too.
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, IndexError,
+            TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
             f"The checkpoint {str(path)!r} cannot be read ({reason}): it is truncated (a full disk, an "

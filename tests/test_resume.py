@@ -192,7 +192,8 @@ def test_killed_multi_stage_run_ends_like_an_uninterrupted_one(model, tmp_path, 
             run_staged(model, tmp_path / "killed", tiny_llm_path)
     # Every file a run resumes from (positions of every stage, the stage-1 cache) loads weights_only.
     killed = tmp_path / "killed"
-    left = [path for path in [*killed.glob(f"{model.replace('-', '')}-ml-100k-*/*.pth"), *killed.glob("graph_cache/*.pth")]
+    run_folder = f"{model.replace('-', '')}-ml-100k-*"
+    left = [path for path in [*killed.glob(f"{run_folder}/*.pth"), *killed.glob("graph_cache/*.pth")]
             if "best" not in path.name]
     assert {path.name for path in left} >= {"stage1_graph.pth", trainer_class.LATEST_FILE}
     assert any(path.parent.name == "graph_cache" for path in left)

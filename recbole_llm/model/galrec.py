@@ -278,8 +278,9 @@ class GALRec(GraphLMRecommender):
     def context_states(self, side, nodes, context, hops, encoder=None):
         """One LM forward of each node's ``hops``-hop prompt: (state at [OUT], pooled representation), each [B, hidden].
 
-        The representation averages the states from the node's [USER]/[ITEM] mark to the end of the prompt (its graph tokens and what follows them, not the
-        instruction before them, which is the same for every prompt).
+        The representation averages the states from the node's [USER]/[ITEM] mark to the end of the prompt
+        (its graph tokens and what follows them, not the instruction before them, which is the same for
+        every prompt).
         """
         batch = self.context_prompts(side, nodes, context, hops, encoder)
         length = batch.inputs_embeds.shape[1]

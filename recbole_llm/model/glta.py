@@ -144,7 +144,8 @@ class GLTA(GraphLMRecommender):
             history = torch.as_tensor(history, dtype=torch.long, device=self.device)
             profile = f" User tags: {self.profiles[user]}" if self.profiles else ""
             prediction = f" User's potential interest: {self.predictions[user]}" if self.predictions else ""
-            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]), item_tokens=Soft(self.item_tokens(history)),
+            prompt = self.user_template.fill(user_token=Soft(user_tokens[row:row + 1]),
+                                             item_tokens=Soft(self.item_tokens(history)),
                                              profile=profile, prediction=prediction)
             prompts.append(prompt + [self._slots(self.user_alignment_targets)])
         return self.prompts.build(prompts)

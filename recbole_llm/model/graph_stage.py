@@ -77,7 +77,8 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         """The keys only the language-model stages read: the backbone's and those of the model's own
         property files. Runs that differ in nothing else share stage 1 (``graph_cache``); a key that no
         file names counts as one stage 1 may read, so a missing name costs a cache miss, never a wrong reuse."""
-        own = (property_keys(c.__name__) for c in cls.__mro__ if issubclass(c, GraphLMRecommender) and c is not GraphLMRecommender)
+        own = (property_keys(c.__name__) for c in cls.__mro__
+               if issubclass(c, GraphLMRecommender) and c is not GraphLMRecommender)
         return frozenset(LLM_KEYS.union(*own) - cls.stage1_keys())
 
     def item_tokens(self, items):
@@ -139,7 +140,8 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         return [items[bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
 
     def _build_item_text(self, config, dataset):
-        """``use_item_text`` (GAL-Rec's): the frozen text embedding of every item's description; returns its size (0 without).
+        """``use_item_text`` (GAL-Rec's): the frozen text embedding of every item's description; returns its
+        size (0 without).
 
         Items are then described to the language model by P_i(E_i) + P_t(text_i) (``item_token``), so
         an item with few interactions, whose graph embedding says little, still has a meaningful token.

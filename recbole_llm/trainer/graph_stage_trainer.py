@@ -110,7 +110,7 @@ class GraphStageTrainer(RunState, Trainer):
         self.saved_model_file = str(self.run_dir / f"{config['model']}-best.pth")
         self.stage_seconds_per_epoch = {stage: [] for stage in self.STAGES}
         self.stage_loss_per_epoch = {stage: [] for stage in self.STAGES}
-        # self.graph_source: trained, graph_checkpoint, cache or run checkpoint, once stage 1 is done
+        # graph_source (from RunState) becomes: trained, graph_checkpoint, cache or run checkpoint
         self.rank = 0 if config["single_spec"] else config["local_rank"]
         self.world_size = 1 if config["single_spec"] else config["world_size"]
         self.fit_stage = self.STAGES[-1]
@@ -226,7 +226,8 @@ class GraphStageTrainer(RunState, Trainer):
             # The cache is the plugin's own file, read weights_only like its training positions.
             state = torch.load(path, map_location=self.device, weights_only=from_cache)["state_dict"]
             users, items = state["user_embedding.weight"], state["item_embedding.weight"]
-        except (OSError, KeyError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
+        # torch's weights-only unpickler fails on damaged bytes with IndexError or TypeError too.
+        except (OSError, KeyError, RuntimeError, pickle.UnpicklingError, EOFError, IndexError, TypeError) as error:
             raise ConfigValueError(
                 f"{what} is not a LightGCN checkpoint ({type(error).__name__}: {error}). {fix}"
             ) from error

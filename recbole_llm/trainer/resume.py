@@ -6,9 +6,10 @@ the plugin's runner its training loop also keeps, after every finished epoch,
 ``<checkpoint_dir>/<model>-<dataset>-<digest>/latest.pth``, the training position of every
 plugin trainer (``run_state``): the model and optimizer, RecBole's early-stopping state (best score
 and result, evaluations without gain, the best checkpoint's file) and the random state (torch,
-numpy, Python, the train loader's shuffling generator), written atomically. Running the same command again (same digest: every config entry that changes what is
-trained, as for GLTA) loads it and continues with the next epoch; with one torch thread the resumed
-run ends in the same weights as an uninterrupted one (tests/test_resume.py). A run whose training
+numpy, Python, the train loader's shuffling generator), written atomically. Running the same
+command again (same digest: every config entry that changes what is trained, the epoch budget
+aside) loads it and continues with the next epoch; with one torch thread the resumed run ends in
+the same weights as an uninterrupted one (tests/test_resume.py). A run whose training
 finished but whose test evaluation was killed is not trained again. After the test evaluation the
 folder is removed, so the next run of the same command starts over, as RecBole's does.
 

@@ -222,14 +222,17 @@ class RunState:
         again (RecBole's fit would save its last epoch as the best checkpoint)."""
         self._fit_data = train_data
         self._validates = self.eval_step > 0 and bool(valid_data)
-        done = self.latest_file.is_file() and self.restore_position(self.latest_file, fix, self.optimizer, fit=True)["done"]
-        if self.resumed and self.best_valid_result is not None and saved and not Path(self.saved_model_file).is_file():
-            raise CheckpointError(
-                f"The run folder {str(self.run_dir)!r} resumes a run whose best checkpoint {self.saved_model_file!r} "
-                "is not there. Fix: copy that file from the killed run's checkpoint_dir into this one, or delete "
-                "the run folder to train again from the first epoch."
-            )
-        if self.resumed:
+        position = None
+        if self.latest_file.is_file():
+            position = self.restore_position(self.latest_file, fix, self.optimizer, fit=True)
+        done = position is not None and position["done"]
+        if position is not None:
+            if self.best_valid_result is not None and saved and not Path(self.saved_model_file).is_file():
+                raise CheckpointError(
+                    f"The run folder {str(self.run_dir)!r} resumes a run whose best checkpoint "
+                    f"{self.saved_model_file!r} is not there. Fix: copy that file from the killed run's checkpoint_dir into this one, or delete "
+                    "the run folder to train again from the first epoch."
+                )
             self.logger.info(f"Resuming from {self.latest_file}: epoch {self.start_epoch} of {self.epochs}"
                              + (" (training had ended)" if done else ""))
         if done or 0 < self.epochs <= self.start_epoch:
