@@ -185,11 +185,12 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     return result
 
 
-def load_data_and_model(model_file, dataset=None, data_path=None):
+def load_data_and_model(model_file, dataset=None, data_path=None, trust_checkpoint=False):
     """Rebuild config, data and model from a checkpoint written by a plugin or stock model's trainer.
 
     RecBole's own ``load_data_and_model`` cannot read its checkpoints on torch >= 2.6 and knows no
-    plugin model. The checkpoint is read with ``weights_only=True`` where it allows it
+    plugin model. The checkpoint is read with ``weights_only=True``; one that needs a full pickle
+    (stock RecBole's, or one holding other objects) is refused unless ``trust_checkpoint``
     (``compat.load_checkpoint``). GLTA's and GAL-Rec's checkpoints hold no frozen backbone: the model
     rebuilds it from the checkpoint's ``llm_path``, as their trainers do.
 
@@ -197,6 +198,7 @@ def load_data_and_model(model_file, dataset=None, data_path=None):
         model_file (str): the checkpoint.
         dataset (str): when given, the dataset the checkpoint must have been trained on.
         data_path (str): the folder holding the dataset's folder, when it is not where it was in training.
+        trust_checkpoint (bool): load a checkpoint that needs a full pickle, which can run code.
 
     Returns:
         tuple: config, model (best weights, eval mode), dataset, train_data, valid_data, test_data.
@@ -207,7 +209,7 @@ def load_data_and_model(model_file, dataset=None, data_path=None):
             "(the runner logs it: 'Saving current: <checkpoint_dir>/<Model>-<date>.pth')."
         )
     try:
-        checkpoint = load_checkpoint(model_file)
+        checkpoint = load_checkpoint(model_file, trust=trust_checkpoint)
         config = checkpoint["config"]
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             AttributeError) as error:

@@ -95,7 +95,7 @@ def score_users(model, dataset, user_ids, show_progress=False):
     return torch.cat(rows) if rows else torch.empty(0, dataset.item_num)
 
 
-def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, show_progress=None):
+def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, show_progress=None, trust_checkpoint=False):
     """Each user's top-``topk`` items from the checkpoint ``model_file``, training items excluded.
 
     Args:
@@ -105,12 +105,15 @@ def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, sh
         dataset (str): when given, the dataset the checkpoint must have been trained on.
         data_path (str): the folder holding the dataset's folder, when it moved since training.
         show_progress (bool): a progress bar over the scoring batches (default: the checkpoint's ``show_progress``).
+        trust_checkpoint (bool): load a checkpoint that needs a full pickle, which can run code
+            (``quick_start.load_data_and_model``).
 
     Returns:
         list of dict: one per user and rank, with the keys of ``CSV_COLUMNS``.
     """
     check_value("topk", topk)
-    config, model, data, train_data, _, _ = load_data_and_model(model_file, dataset=dataset, data_path=data_path)
+    config, model, data, train_data, _, _ = load_data_and_model(
+        model_file, dataset=dataset, data_path=data_path, trust_checkpoint=trust_checkpoint)
     train = train_data.dataset
     user_ids = _user_ids(data, users)
     show_progress = config["show_progress"] if show_progress is None else show_progress
