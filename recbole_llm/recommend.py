@@ -17,7 +17,7 @@ from recbole.utils import ModelType
 from tqdm import tqdm
 
 from recbole_llm.config_rules import check_value
-from recbole_llm.data.item_text import item_descriptions
+from recbole_llm.data.item_text import item_columns, item_descriptions
 from recbole_llm.errors import UnknownUserError
 from recbole_llm.quick_start import load_data_and_model
 from recbole_llm.helpers import atomic_write
@@ -28,7 +28,8 @@ CSV_COLUMNS = ("user", "rank", "item", "score", "description")
 def _descriptions(dataset):
     """Item descriptions by internal id: the configured text fields, else all of the ``.item`` file's columns."""
     config = dataset.config
-    if not (Path(config["data_path"]) / f"{config['dataset']}.item").is_file():
+    item_file = Path(config["data_path"]) / f"{config['dataset']}.item"
+    if not item_file.is_file() or dataset.iid_field not in item_columns(config):
         return [""] * dataset.item_num
     return item_descriptions(dataset, all_columns=not config["item_text_fields"])
 
