@@ -8,6 +8,8 @@ import argparse
 import importlib
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 from recbole_llm.errors import ConfigValueError, RecBoleLLMError
 
@@ -93,6 +95,8 @@ def _recommend(args, overrides):
     except ValueError:
         raise ConfigValueError(f"--topk={args.topk} is not a whole number. Fix: pass e.g. --topk=10.") from None
     users = "all" if args.users == "all" else [u.strip() for u in args.users.split(",") if u.strip()]
+    if args.out:
+        _check_out(args.out)  # before the model is loaded and every user scored
     recommendations = recommend(args.recommend, users, topk=topk, dataset=args.dataset, data_path=args.data_path,
                                 trust_checkpoint=args.trust_checkpoint)
     if args.out:
@@ -100,6 +104,24 @@ def _recommend(args, overrides):
         print(f"{len({r['user'] for r in recommendations})} users' top-{topk} lists written to {args.out}")
     else:
         print("\n".join(format_recommendations(recommendations)))
+
+
+def _check_out(out):
+    """``--out`` must name a file whose folder exists or can be created, and can be written."""
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigValueError(f"--out={out} is a folder. Fix: pass a file name, e.g. --out={path / 'recs.csv'}.")
+    blocker = next((p for p in path.parents if p.is_file()), None)
+    if blocker is not None:
+        raise ConfigValueError(f"--out={out} cannot be written: {str(blocker)!r} is a file, not a folder. "
+                               "Fix: pass a path whose folders are folders, e.g. --out=recs.csv.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise ConfigValueError(f"--out={out} cannot be written ({error.strerror or error}). "
+                               "Fix: pass a path in a folder you can write to.") from None
 
 
 def main(argv=None):

@@ -18,7 +18,8 @@ from recbole.utils import dict2str, init_logger, init_seed, set_color
 from recbole_llm.checkpoint import check_writable
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
-from recbole_llm.config_rules import check_values
+from recbole_llm.config_rules import check_port, check_values, warn_untrained
+from recbole_llm.data.checks import check_split
 from recbole_llm.errors import RecBoleLLMError, SavedModelError
 from recbole_llm.helpers import time_calls
 from recbole_llm.utils import check_dataset_files, create_dataset, get_model, get_trainer
@@ -36,9 +37,11 @@ def _fit_and_test(config, saved, verbose=True):
     check_writable(config["checkpoint_dir"])  # before any training, not at its first save
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_split(config, train_data.dataset, valid_data.dataset, test_data.dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    warn_untrained(config, trainer.epochs)
     if verbose:
         logger.info(dataset)
         logger.info(model)
@@ -148,6 +151,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     check_values({"nproc": nproc, "world_size": world_size, "group_offset": group_offset})
     if nproc == 1 and world_size <= 0:
         return run_recbole_llm(model, dataset, config_file_list, config_dict, saved, cmd_args)
+    check_port(port, hosts_rank_0=group_offset == 0)
 
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)  # reports bad input before any process starts
     # RecBole's init_logger checks for ./log/<model> and then creates it; ranks started together race
