@@ -41,7 +41,7 @@ def _fit_and_test(config, saved, verbose=True):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    warn_untrained(config, trainer.epochs)
+    warn_untrained(config, getattr(trainer, "epochs", None))  # tree models' trainers have no epoch loop
     if verbose:
         logger.info(dataset)
         logger.info(model)

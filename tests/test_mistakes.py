@@ -73,7 +73,7 @@ def test_an_unknown_key_is_a_warning_with_the_closest_known_keys():
 
 def test_known_keys_and_the_runners_flags_are_not_warned_about(recwarn):
     Config("GLTA", "ml-100k", config_dict={"graph_epochs": 2, "learning_rate": 0.01, "group_offset": 0},
-           cmd_args=["--topk=[5]", "--users=[1]", "--out=x.csv", "--recommend=True"])
+           cmd_args=["--topk=[5, 10]", "--users=[1]", "--out=x.csv", "--recommend=True"])
     assert not [w for w in recwarn if issubclass(w.category, UnknownKeyWarning)]
 
 
@@ -434,3 +434,14 @@ def test_an_item_text_over_the_csv_field_limit_is_read(tmp_path):
                               field2token_id={"item_id": {"[PAD]": 0, "1": 1, "2": 2}})
     descriptions = item_descriptions(dataset)
     assert descriptions[1] == "title: " + long_title.strip() and descriptions[2] == "title: short"
+
+
+@pytest.mark.parametrize("content, named", [
+    (b"", "is empty or starts with an empty line"),
+    ("\ufeff".encode() + b"user_id:token\titem_id:token\n1\t2\n", "starts with a byte-order mark"),
+])
+def test_an_empty_file_or_a_byte_order_mark_is_named(capfd, tmp_path, monkeypatch, content, named):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "tiny").mkdir(parents=True)
+    (tmp_path / "data" / "tiny" / "tiny.inter").write_bytes(content)
+    assert_refused(*cli(capfd, "--model=BPR", "--dataset=tiny", "--data_path=data", *QUIET), named, "tiny.inter")

@@ -54,9 +54,20 @@ def _check_file(path, size, mtime, suffix, separator, encoding, seq_separator, l
     # Cached by the file's size and time: every Config of a run (and of a test session) checks the same files.
     config = {"load_col": None if load_col is None else dict(load_col), "unload_col": dict(unload_col)}
     name = os.path.basename(path)
-    with open(path, "rb") as f:
-        raw_header = f.readline()
+    try:
+        with open(path, "rb") as f:
+            raw_header = f.readline()
+    except OSError as error:
+        raise DatasetFormatError(f"{path} cannot be read ({error.strerror or error}). "
+                                 "Fix: make the file readable by this user.") from None
+    if not raw_header.strip():
+        raise DatasetFormatError(f"{path} is empty or starts with an empty line; RecBole reads the column names from "
+                                 f"its first line. Fix: write the header first, e.g. {separator.join(_HEADER_EXAMPLE.split())}.")
     header_line = _decode(raw_header, path, encoding, 1)
+    if header_line.startswith("\ufeff"):
+        raise DatasetFormatError(
+            f"{path} starts with a byte-order mark (as some editors save UTF-8), which RecBole reads into the first "
+            f"column's name. Fix: save the file as UTF-8 without BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {name}).")
     if header_line.endswith("\r\n"):
         raise DatasetFormatError(
             f"{path} has Windows line ends (\\r\\n), which RecBole reads into its last column's type. "
