@@ -16,6 +16,7 @@ the stage trainers and the caches all use the same three things:
 import errno
 import pickle
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -96,9 +97,31 @@ def disk_failure(error):
 def write_error(path, error):
     """The ``CheckpointError`` for a write of ``path`` that failed with ``error`` (an OSError, or
     torch's RuntimeError around one); the previous file at ``path``, if any, is intact."""
-    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error)
-    reason = "the disk is full" if full else (str(error).splitlines()[0] if str(error) else type(error).__name__)
+    path = Path(path)
+    full = any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in (error, error.__context__))
+    full = full or "No space left" in str(error)
+    # torch.save into a path reports a short write only as "unexpected pos N vs M", without the errno.
+    short = isinstance(error, RuntimeError) and not full
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        blocker = next((p for p in path.parents if p.is_file()), path.parent)
+        return CheckpointError(f"Writing {str(path)!r} failed: {str(blocker)!r} is a file, not a folder. "
+                               "Fix: choose a path under a folder, or move that file away.")
+    if isinstance(error, PermissionError) or getattr(error, "errno", None) == errno.EROFS:
+        return CheckpointError(f"Writing {str(path)!r} failed: {error.strerror}. "
+                               "Fix: choose a folder you can write to, or make that one writable.")
+    if full or short:
+        reason = "the disk is full" if full or _nearly_full(path) else "the disk took fewer bytes than written (full, or over a quota)"
+    else:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     return CheckpointError(
         f"Writing {str(path)!r} failed: {reason}. The previous version of that file, if any, is unchanged. "
-        f"Fix: free space there (or pass --checkpoint_dir=DIR on another disk) and run the same command again."
+        f"Fix: free space there (or write to another disk) and run the same command again."
     )
+
+
+def _nearly_full(path, margin=64 * 2**20):
+    """Whether the file system of ``path``'s folder has less than ``margin`` bytes free."""
+    try:
+        return shutil.disk_usage(next(p for p in path.parents if p.exists())).free < margin
+    except (OSError, StopIteration):
+        return False

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 from recbole_llm.errors import ConfigValueError, RecBoleLLMError
 
@@ -68,6 +70,9 @@ def _parser():
     recommend.add_argument("--topk", default=None, help="items per user, default 10 (without --recommend: RecBole's topk)")
     recommend.add_argument("--out", default=None, help="write every list to this CSV file instead of printing")
     recommend.add_argument("--data_path", default=None, help="the folder holding the dataset's folder")
+    recommend.add_argument("--trust_checkpoint", action="store_true",
+                           help="load a checkpoint that torch's weights-only loader refuses (stock RecBole's); "
+                                "it can run code: only for files you trust")
     return parser
 
 
@@ -80,7 +85,7 @@ def _recommend(args, overrides):
 
     if overrides:
         raise ConfigValueError(f"--recommend takes no config overrides, got {' '.join(overrides)}. "
-                              "Fix: pass only --users, --topk, --out, --dataset and --data_path with --recommend.")
+                              "Fix: pass only --users, --topk, --out, --dataset, --data_path and --trust_checkpoint with --recommend.")
     if not args.users:
         raise ConfigValueError("--recommend needs --users. Fix: pass --users=<user tokens, comma-separated> or --users=all.")
     # RecBole logs the dataset's statistics as it rebuilds it: only warnings reach the console here.
@@ -90,12 +95,33 @@ def _recommend(args, overrides):
     except ValueError:
         raise ConfigValueError(f"--topk={args.topk} is not a whole number. Fix: pass e.g. --topk=10.") from None
     users = "all" if args.users == "all" else [u.strip() for u in args.users.split(",") if u.strip()]
-    recommendations = recommend(args.recommend, users, topk=topk, dataset=args.dataset, data_path=args.data_path)
+    if args.out:
+        _check_out(args.out)  # before the model is loaded and every user scored
+    recommendations = recommend(args.recommend, users, topk=topk, dataset=args.dataset, data_path=args.data_path,
+                                trust_checkpoint=args.trust_checkpoint)
     if args.out:
         write_csv(recommendations, args.out)
         print(f"{len({r['user'] for r in recommendations})} users' top-{topk} lists written to {args.out}")
     else:
         print("\n".join(format_recommendations(recommendations)))
+
+
+def _check_out(out):
+    """``--out`` must name a file whose folder exists or can be created, and can be written."""
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigValueError(f"--out={out} is a folder. Fix: pass a file name, e.g. --out={path / 'recs.csv'}.")
+    blocker = next((p for p in path.parents if p.is_file()), None)
+    if blocker is not None:
+        raise ConfigValueError(f"--out={out} cannot be written: {str(blocker)!r} is a file, not a folder. "
+                               "Fix: pass a path whose folders are folders, e.g. --out=recs.csv.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise ConfigValueError(f"--out={out} cannot be written ({error.strerror or error}). "
+                               "Fix: pass a path in a folder you can write to.") from None
 
 
 def main(argv=None):
@@ -108,6 +134,9 @@ def main(argv=None):
         if args.recommend:
             _recommend(args, overrides)
             return 0
+        if args.trust_checkpoint:
+            raise ConfigValueError("--trust_checkpoint only applies to --recommend; a training run loads only the "
+                                   "checkpoints it writes. Fix: drop --trust_checkpoint, or add --recommend=FILE.")
         # Outside --recommend these are ordinary config overrides (RecBole's topk is a list of cut-offs).
         overrides += [f"--{name}={getattr(args, name)}" for name in _RECOMMEND_FLAGS if getattr(args, name) is not None]
         run(

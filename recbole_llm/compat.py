@@ -24,12 +24,12 @@ import pickle
 import types
 import warnings
 from collections import OrderedDict
-from logging import getLogger
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recbole_llm.errors import SavedModelError
 from recbole_llm.helpers import atomic_write
 
 _applied = False
@@ -91,11 +91,11 @@ _CHECKPOINT_GLOBALS = (
 )
 # A checkpoint's Config also names its model class, which is allowed when it is one of these packages' models.
 _MODEL_PACKAGES = ("recbole.model.", "recbole_llm.model.")
-_warned_full_pickle = False
 
 
-def _checkpoint_safe_globals(path):
-    """The globals ``path`` may use under ``weights_only=True``, or None where it needs others."""
+def _unsafe_checkpoint_globals(path):
+    """``(globals path may use under weights_only=True, names it needs beyond them)``; the first is None
+    where the file needs others, the second is None where they cannot be listed (pickle protocol 4)."""
     from recbole.model.abstract_recommender import AbstractRecommender
 
     safe = [getattr(importlib.import_module(module), name) for module, name in _CHECKPOINT_GLOBALS]
@@ -106,40 +106,45 @@ def _checkpoint_safe_globals(path):
     try:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except pickle.UnpicklingError:
-        return None  # pickle protocol 4 (RecBole's own trainer): the weights-only unpickler cannot read it
-    for name in set(needed) - known:
+        return None, None  # pickle protocol 4 (RecBole's own trainer): the weights-only unpickler cannot read it
+    unsafe = []
+    for name in sorted(set(needed) - known):
         module, _, attr = name.rpartition(".")
-        if not module.startswith(_MODEL_PACKAGES):
-            return None
-        model_class = getattr(importlib.import_module(module), attr, None)
-        if not (isinstance(model_class, type) and issubclass(model_class, AbstractRecommender)):
-            return None
-        safe.append(model_class)
-    return safe
+        model_class = None
+        if module.startswith(_MODEL_PACKAGES):
+            model_class = getattr(importlib.import_module(module), attr, None)
+        if isinstance(model_class, type) and issubclass(model_class, AbstractRecommender):
+            safe.append(model_class)
+        else:
+            unsafe.append(name)
+    return (None if unsafe else safe), unsafe
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """A RecBole checkpoint (config, weights, optimizer state), loaded with ``weights_only=True`` where it can be.
+def load_checkpoint(path, map_location="cpu", trust=False):
+    """A RecBole checkpoint (config, weights, optimizer state), loaded with ``weights_only=True``
+    unless ``trust`` says the file may run code.
 
     A checkpoint is a pickle: loading one someone else made can run code. Checkpoints written through
     the plugin (plugin or stock model) hold only tensors, the Config, RecBole's enums, numpy scalars
     and the model's class, and load with torch's weights-only unpickler. Those written by stock
-    RecBole (pickle protocol 4) or holding other objects cannot: they load as full pickles, and the
-    log says so once, as torch does.
+    RecBole (pickle protocol 4) or holding other objects cannot: they are refused with a
+    ``SavedModelError`` unless ``trust`` (the runner's ``--trust_checkpoint``) loads them as full
+    pickles, as transformers' ``trust_remote_code`` lets a user run a model's own code.
     """
-    global _warned_full_pickle
-    safe = _checkpoint_safe_globals(path)
+    safe, unsafe = _unsafe_checkpoint_globals(path)
     if safe is not None:
         with torch.serialization.safe_globals(safe):
             return torch.load(path, map_location=map_location, weights_only=True)
-    if not _warned_full_pickle:
-        getLogger().warning(
-            f"{path} cannot be loaded with torch.load(weights_only=True) (written by stock RecBole with pickle "
-            "protocol 4, or it holds objects besides a RecBole config and tensors), so it is loaded as a full "
-            "pickle, which can run code: load only checkpoints you trust. Checkpoints the plugin's runner "
-            "writes load without this."
+    if not trust:
+        what = (f"it calls {', '.join(unsafe[:3])}" if unsafe else
+                "it is pickled with protocol 4, as stock RecBole writes checkpoints")
+        raise SavedModelError(
+            f"{path} cannot be loaded with torch.load(weights_only=True): {what}, beyond the tensors, RecBole "
+            "config and model class a checkpoint needs. Loading it as a full pickle runs whatever code the "
+            "file carries. Fix: pass --trust_checkpoint (trust_checkpoint=True from Python) only if you trust "
+            "whoever made the file (e.g. your own stock RecBole run); checkpoints the plugin's runner writes "
+            "need no flag."
         )
-        _warned_full_pickle = True
     return torch.load(path, map_location=map_location, weights_only=False)
 
 

@@ -11,10 +11,10 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole.utils import ModelType
 
-from recbole_llm.config_rules import check_values, known_keys, unknown_keys
+from recbole_llm.config_rules import check_evaluation, check_values, known_keys, unknown_keys
 from recbole_llm.data.item_text import check_item_text_fields
 from recbole_llm.errors import ConfigValueError, UnknownKeyWarning
-from recbole_llm.helpers import PROPERTIES_DIR
+from recbole_llm.helpers import PROPERTIES_DIR, check_cache_root
 from recbole_llm.utils import check_dataset_files, get_model
 
 
@@ -47,7 +47,7 @@ def check_config_file(path):
     ``FileNotFoundError``, or a YAML error that does not name the file."""
     try:
         with open(path, encoding="utf-8") as f:
-            yaml.safe_load(f)
+            loaded = yaml.safe_load(f)
     except OSError as error:
         raise ConfigValueError(f"Config file {path!r} cannot be read ({error.strerror}). "
                                "Fix: pass --config_files with existing YAML files, separated by spaces.") from None
@@ -57,6 +57,12 @@ def check_config_file(path):
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigValueError(f"Config file {path!r} is not valid YAML{where}: {problem}. "
                                "Fix: correct that line (YAML wants 'key: value', one per line).") from None
+    except UnicodeDecodeError as error:
+        raise ConfigValueError(f"Config file {path!r} is not UTF-8 text (byte {error.start}). "
+                               "Fix: save it as UTF-8.") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigValueError(f"Config file {path!r} holds a YAML {type(loaded).__name__}, not 'key: value' entries. "
+                               "Fix: write one 'key: value' per line, e.g. 'epochs: 20' (no leading '- ').")
 
 
 class Config(RecBoleConfig):
@@ -98,6 +104,7 @@ class Config(RecBoleConfig):
         check_dataset_files(self)
         if getattr(self.model_class, "uses_item_text", False):
             check_item_text_fields(self)
+            check_cache_root(self["llm_cache_dir"])
 
     def _load_cmd_line(self):
         cmd_config_dict = {}
@@ -146,6 +153,7 @@ class Config(RecBoleConfig):
     def _set_default_parameters(self):
         cfg = self.final_config_dict
         check_values(cfg)  # first thing once the entries are merged, before RecBole's own checks read them
+        check_evaluation(cfg)
         if (
             cfg.get("loss_type") == "CE"
             and cfg["MODEL_TYPE"] == ModelType.SEQUENTIAL
@@ -153,6 +161,9 @@ class Config(RecBoleConfig):
         ):
             cfg["train_neg_sample_args"] = None
         super()._set_default_parameters()
+        if self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
+            # RecBole always reads ml-100k from its own package, whatever data_path says.
+            cfg["data_path"] = os.path.join(self.external_config_dict["data_path"], self.dataset)
 
     def _init_device(self):
         distributed = "local_rank" in self.final_config_dict

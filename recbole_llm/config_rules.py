@@ -11,6 +11,8 @@ accepts and ignores them, so ``--learing_rate=0.1`` would silently train with th
 
 import difflib
 import math
+import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +150,109 @@ def known_keys():
 def unknown_keys(given, known):
     """``(key, close known keys)`` for each key of ``given`` not in ``known``."""
     return [(key, difflib.get_close_matches(key, known, n=3, cutoff=0.6)) for key in sorted(set(given) - known)]
+
+
+_EVAL_ARGS_FIX = ("Fix: write it as in RecBole, e.g. --eval_args=\"{split: {RS: [0.8, 0.1, 0.1]}, order: RO, "
+                  "group_by: user, mode: full}\" (split LS: valid_and_test for leave-one-out, order TO by time).")
+
+
+def _check_eval_args(eval_args):
+    def refuse(problem):
+        raise ConfigValueError(f"eval_args={eval_args!r} is not usable: {problem}. {_EVAL_ARGS_FIX}")
+
+    if not isinstance(eval_args, dict):
+        refuse("it must be a mapping of split, order, group_by and mode")
+    unknown = sorted(set(eval_args) - {"split", "order", "group_by", "mode"})
+    if unknown:
+        refuse(f"{', '.join(map(str, unknown))} is none of split, order, group_by, mode")
+    split = eval_args.get("split", {"RS": [0.8, 0.1, 0.1]})
+    if not isinstance(split, dict) or len(split) != 1 or next(iter(split)) not in ("RS", "LS", "TS"):
+        refuse("split must hold one of RS (ratios), LS (leave-one-out) or TS (time ratios)")
+    (how, value), = split.items()
+    if how in ("RS", "TS") and not (isinstance(value, list) and len(value) == 3 and sum(value) > 0 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)):
+        refuse(f"split {how} must be three ratios for train, validation and test, e.g. [0.8, 0.1, 0.1]")
+    if how == "LS" and value not in ("valid_and_test", "valid_only", "test_only"):
+        refuse("split LS must be valid_and_test, valid_only or test_only")
+    if eval_args.get("order", "RO") not in ("RO", "TO"):
+        refuse("order must be RO (random) or TO (by timestamp)")
+    if eval_args.get("group_by", "user") not in ("user", None, "none", "None"):
+        refuse("group_by must be user or none")
+    mode = eval_args.get("mode", "full")
+    for phase_mode in (mode.values() if isinstance(mode, dict) else [mode]):
+        if not (isinstance(phase_mode, str) and (phase_mode in ("full", "labeled") or (
+                phase_mode[:3] in ("uni", "pop") and phase_mode[3:].isdigit() and int(phase_mode[3:]) > 0))):
+            refuse("mode must be full, labeled, uniN or popN (N sampled negatives), or {valid: ..., test: ...}")
+    if isinstance(mode, dict) and not set(mode) <= {"valid", "test"}:
+        refuse("mode as a mapping takes the keys valid and test")
+
+
+def check_evaluation(config_dict):
+    """``metrics``, ``topk``, ``valid_metric`` and ``eval_args`` must describe an evaluation RecBole can run.
+
+    RecBole checks them one at a time, as they are used: an unknown metric or a malformed
+    ``eval_args`` ends in a traceback from its Config or its dataset split, and a ``valid_metric``
+    that is not computed in a ``KeyError`` after the first epoch has trained.
+    """
+    from recbole.evaluator.register import metric_information, metric_types
+    from recbole.utils import EvaluatorType
+
+    metrics = config_dict.get("metrics")
+    metrics = [metrics] if isinstance(metrics, str) else metrics
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise ConfigValueError(f"metrics={metrics!r} is not a list of metric names. "
+                               "Fix: pass e.g. --metrics=\"[Recall, NDCG]\".")
+    for metric in metrics:
+        if metric.lower() not in metric_types:
+            close = difflib.get_close_matches(metric.lower(), metric_types, n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigValueError(f"metrics names {metric!r}, which is not a RecBole metric.{hint} "
+                                   f"Fix: pass metrics from {', '.join(sorted(metric_types))}.")
+    kinds = {metric_types[m.lower()] for m in metrics}
+    if len(kinds) > 1:
+        raise ConfigValueError(f"metrics={metrics} mixes ranking metrics with value metrics (AUC, MAE, ...), which "
+                               "RecBole evaluates on different data. Fix: keep one kind in --metrics.")
+    if "eval_args" in config_dict:
+        _check_eval_args(config_dict["eval_args"])
+        mode = config_dict["eval_args"].get("mode", "full")
+        if kinds == {EvaluatorType.VALUE} and "full" in (mode.values() if isinstance(mode, dict) else [mode]):
+            raise ConfigValueError(f"metrics={metrics} are value metrics, which a full ranking (eval_args mode full) "
+                                   "does not compute. Fix: pass --eval_args=\"{mode: labeled}\" or ranking metrics.")
+    topk = config_dict.get("topk")
+    topk = [topk] if isinstance(topk, int) else topk or []
+    # Metrics over the top-k list are reported per cut-off (ndcg@10), the others once (auc, gauc).
+    per_cutoff = [m.lower() for m in metrics if {"rec.topk", "rec.items"} & set(metric_information[m.lower()])]
+    computed = [f"{m.lower()}@{k}" for m in metrics if m.lower() in per_cutoff for k in topk]
+    computed += [m.lower() for m in metrics if m.lower() not in per_cutoff]
+    valid_metric = config_dict.get("valid_metric")
+    if not isinstance(valid_metric, str) or valid_metric.lower() not in computed:
+        raise ConfigValueError(
+            f"valid_metric={valid_metric!r} is not among the metrics the evaluation computes ({', '.join(computed)}): "
+            "early stopping and the best checkpoint are chosen by it. "
+            "Fix: pass --valid_metric=<one of those>, or add its metric to --metrics and its cut-off to --topk."
+        )
+
+
+def warn_untrained(config, epochs):
+    """Warn when the trainer's epoch loop will run no epoch (``epochs=0``): the run saves and tests the
+    model as it was initialised, which RecBole does without a word."""
+    if epochs == 0 and config["epochs"] == 0:
+        warnings.warn(f"epochs=0: {config['model']}'s training loop runs no epoch, so the model is saved and tested "
+                      "as it was initialised. Pass --epochs=N to train it.", UserWarning, stacklevel=2)
+
+
+def check_port(port, hosts_rank_0):
+    """``port`` must be a port number and, on the machine of rank 0 (``hosts_rank_0``), free: a busy one
+    ends each process in torch.distributed's traceback ("address already in use") after they started."""
+    if not str(port).isdigit() or not 0 < int(port) < 65536:
+        raise ConfigValueError(f"--port={port} is not a port number. Fix: pass --port=<1024..65535>, e.g. --port=29500.")
+    if not hosts_rank_0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as torch's store does: TIME_WAIT is no conflict
+        try:
+            probe.bind(("", int(port)))
+        except OSError as error:
+            raise ConfigValueError(
+                f"--port={port} cannot be used by rank 0 on this machine ({error.strerror}): another program, or "
+                "another run, listens on it. Fix: pass a free port, e.g. --port=29500, or end that run.") from None

@@ -17,6 +17,7 @@ from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_llm.checkpoint import disk_failure, write_error
+from recbole_llm.errors import CheckpointError
 
 # Shipped inside the package (package data), so a wheel install finds them as an editable one does.
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
@@ -72,6 +73,26 @@ def cache_root(llm_cache_dir=None):
     """Where the plugin caches converted backbones and computed texts and embeddings: the config's
     ``llm_cache_dir``, else ``$RECBOLE_LLM_CACHE``, else ``~/.cache/recbole_llm``."""
     return Path(llm_cache_dir or os.environ.get("RECBOLE_LLM_CACHE") or Path.home() / ".cache" / "recbole_llm")
+
+
+def check_cache_root(llm_cache_dir=None):
+    """Create ``cache_root`` and write a file in it, or raise a ``CheckpointError`` naming where its path came
+    from: a model that reads text would otherwise convert its backbone first and fail at the first save."""
+    root = cache_root(llm_cache_dir)
+    source = ("llm_cache_dir" if llm_cache_dir else
+              "$RECBOLE_LLM_CACHE" if os.environ.get("RECBOLE_LLM_CACHE") else "the default cache folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as error:
+        blocker = next((p for p in [root, *root.parents] if p.is_file()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker else (error.strerror or str(error))
+        raise CheckpointError(
+            f"The cache folder {str(root)!r} ({source}) cannot be written: {reason}. The plugin keeps converted "
+            "backbones, item texts and embeddings there. Fix: point --llm_cache_dir=DIR (or RECBOLE_LLM_CACHE) "
+            "at a writable folder."
+        ) from None
 
 
 def time_calls(obj, method, seconds):

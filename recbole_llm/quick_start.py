@@ -17,7 +17,8 @@ from recbole.utils import dict2str, init_logger, init_seed, set_color
 from recbole_llm.checkpoint import check_writable
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
-from recbole_llm.config_rules import check_values
+from recbole_llm.config_rules import check_port, check_values, warn_untrained
+from recbole_llm.data.checks import check_split
 from recbole_llm.errors import RecBoleLLMError, SavedModelError
 from recbole_llm.helpers import time_calls
 from recbole_llm.trainer.run_state import RunState
@@ -36,9 +37,11 @@ def _fit_and_test(config, saved, verbose=True):
     check_writable(config["checkpoint_dir"])  # before any training, not at its first save
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_split(config, train_data.dataset, valid_data.dataset, test_data.dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    warn_untrained(config, getattr(trainer, "epochs", None))  # tree models' trainers have no epoch loop
     if verbose:
         logger.info(dataset)
         logger.info(model)
@@ -149,6 +152,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     check_values({"nproc": nproc, "world_size": world_size, "group_offset": group_offset})
     if nproc == 1 and world_size <= 0:
         return run_recbole_llm(model, dataset, config_file_list, config_dict, saved, cmd_args)
+    check_port(port, hosts_rank_0=group_offset == 0)
 
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)  # reports bad input before any process starts
     # RecBole's init_logger checks for ./log/<model> and then creates it; ranks started together race
@@ -176,11 +180,12 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     return None if queue.empty() else queue.get()
 
 
-def load_data_and_model(model_file, dataset=None, data_path=None):
+def load_data_and_model(model_file, dataset=None, data_path=None, trust_checkpoint=False):
     """Rebuild config, data and model from a checkpoint written by a plugin or stock model's trainer.
 
     RecBole's own ``load_data_and_model`` cannot read its checkpoints on torch >= 2.6 and knows no
-    plugin model. The checkpoint is read with ``weights_only=True`` where it allows it
+    plugin model. The checkpoint is read with ``weights_only=True``; one that needs a full pickle
+    (stock RecBole's, or one holding other objects) is refused unless ``trust_checkpoint``
     (``compat.load_checkpoint``). GLTA's and GAL-Rec's checkpoints hold no frozen backbone: the model
     rebuilds it from the checkpoint's ``llm_path``, as their trainers do.
 
@@ -188,6 +193,7 @@ def load_data_and_model(model_file, dataset=None, data_path=None):
         model_file (str): the checkpoint.
         dataset (str): when given, the dataset the checkpoint must have been trained on.
         data_path (str): the folder holding the dataset's folder, when it is not where it was in training.
+        trust_checkpoint (bool): load a checkpoint that needs a full pickle, which can run code.
 
     Returns:
         tuple: config, model (best weights, eval mode), dataset, train_data, valid_data, test_data.
@@ -198,7 +204,7 @@ def load_data_and_model(model_file, dataset=None, data_path=None):
             "(the runner logs it: 'Saving current: <checkpoint_dir>/<Model>-<date>.pth')."
         )
     try:
-        checkpoint = load_checkpoint(model_file)
+        checkpoint = load_checkpoint(model_file, trust=trust_checkpoint)
         config = checkpoint["config"]
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             AttributeError) as error:

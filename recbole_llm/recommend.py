@@ -17,7 +17,7 @@ from recbole.utils import ModelType
 from tqdm import tqdm
 
 from recbole_llm.config_rules import check_value
-from recbole_llm.data.item_text import item_descriptions
+from recbole_llm.data.item_text import item_columns, item_descriptions
 from recbole_llm.errors import UnknownUserError
 from recbole_llm.quick_start import load_data_and_model
 from recbole_llm.helpers import atomic_write
@@ -28,7 +28,8 @@ CSV_COLUMNS = ("user", "rank", "item", "score", "description")
 def _descriptions(dataset):
     """Item descriptions by internal id: the configured text fields, else all of the ``.item`` file's columns."""
     config = dataset.config
-    if not (Path(config["data_path"]) / f"{config['dataset']}.item").is_file():
+    item_file = Path(config["data_path"]) / f"{config['dataset']}.item"
+    if not item_file.is_file() or dataset.iid_field not in item_columns(config):
         return [""] * dataset.item_num
     return item_descriptions(dataset, all_columns=not config["item_text_fields"])
 
@@ -95,7 +96,7 @@ def score_users(model, dataset, user_ids, show_progress=False):
     return torch.cat(rows) if rows else torch.empty(0, dataset.item_num)
 
 
-def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, show_progress=None):
+def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, show_progress=None, trust_checkpoint=False):
     """Each user's top-``topk`` items from the checkpoint ``model_file``, training items excluded.
 
     Args:
@@ -105,12 +106,15 @@ def recommend(model_file, users="all", topk=10, dataset=None, data_path=None, sh
         dataset (str): when given, the dataset the checkpoint must have been trained on.
         data_path (str): the folder holding the dataset's folder, when it moved since training.
         show_progress (bool): a progress bar over the scoring batches (default: the checkpoint's ``show_progress``).
+        trust_checkpoint (bool): load a checkpoint that needs a full pickle, which can run code
+            (``quick_start.load_data_and_model``).
 
     Returns:
         list of dict: one per user and rank, with the keys of ``CSV_COLUMNS``.
     """
     check_value("topk", topk)
-    config, model, data, train_data, _, _ = load_data_and_model(model_file, dataset=dataset, data_path=data_path)
+    config, model, data, train_data, _, _ = load_data_and_model(
+        model_file, dataset=dataset, data_path=data_path, trust_checkpoint=trust_checkpoint)
     train = train_data.dataset
     user_ids = _user_ids(data, users)
     show_progress = config["show_progress"] if show_progress is None else show_progress

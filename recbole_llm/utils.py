@@ -11,6 +11,7 @@ from recbole.data import create_dataset as create_recbole_dataset
 from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 
+from recbole_llm.data.checks import check_atomic_file
 from recbole_llm.errors import DatasetFormatError, DatasetNotFoundError, UnknownModelError
 
 # CLI spellings from the papers for the class names that Python allows.
@@ -55,8 +56,8 @@ def get_model(model_name):
     try:
         if named:
             return get_recbole_model(class_name)
-    except ValueError:
-        pass
+    except (ValueError, AttributeError):
+        pass  # AttributeError: RecBole finds the module of "bpr" (lower case) but no class of that name
     except ImportError as error:
         # RecBole's lookup ends in exlib_recommender, whose package imports lightgbm and xgboost.
         if class_name.lower() in {name.lower() for name in stock}:
@@ -66,7 +67,9 @@ def get_model(model_name):
             ) from None
     plugin = plugin_model_names()
     plugin += [alias for alias, name in MODEL_ALIASES.items() if name in plugin]
-    close = difflib.get_close_matches(model_name, plugin + stock, n=3, cutoff=0.5)
+    # Names are case-sensitive, as RecBole's are: "bpr" is answered with "Did you mean BPR?", not resolved.
+    by_case = {name.lower(): name for name in plugin + stock}
+    close = [by_case[name] for name in difflib.get_close_matches(model_name.lower(), by_case, n=3, cutoff=0.5)]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UnknownModelError(
         f"Unknown model '{model_name}'.{hint} Plugin models: {', '.join(plugin) or 'none'}. "
@@ -87,7 +90,8 @@ def check_dataset_files(config):
     """Fail early, with the fix, when the dataset's .inter file is not where RecBole will look.
 
     RecBole would otherwise start a download from its URL list, which fails offline with a
-    traceback from deep inside its downloader.
+    traceback from deep inside its downloader. Each atomic file found is then checked as RecBole
+    will read it (``data.checks``).
     """
     dataset_path = Path(config["data_path"])
     name = config["dataset"]
@@ -100,29 +104,13 @@ def check_dataset_files(config):
             f"Dataset '{name}' not found: RecBole looked for {missing[0].resolve()} "
             f"(data_path '{os.path.relpath(data_root)}' + dataset name) and would try to download it, "
             f"which needs network access. Fix: pass --data_path=DIR where DIR/{name}/{name}.inter exists "
-            f"(the shared benchmark sets: --data_path=../shared/datasets), or use --dataset=ml-100k, "
-            f"which ships with RecBole."
+            f"(the shared benchmark sets: --data_path=../shared/datasets), or "
+            + ("drop --data_path to read the ml-100k that ships with RecBole." if name == "ml-100k" else
+               "use --dataset=ml-100k, which ships with RecBole.")
         )
-    for path in files + [dataset_path / f"{name}.{suffix}" for suffix in ("item", "user")]:
+    for path, suffix in [(f, "inter") for f in files] + [(dataset_path / f"{name}.{s}", s) for s in ("item", "user")]:
         if path.is_file():
-            check_header(path, config["field_separator"])
-
-
-# RecBole's field types (recbole.utils.FeatureType), as the atomic files' headers spell them.
-FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
-
-
-def check_header(path, separator):
-    """Every column of an atomic file's header must read ``name:type``; RecBole raises a bare ValueError."""
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split(separator)
-    bad = [column for column in header if column.partition(":")[2] not in FIELD_TYPES]
-    if bad:
-        raise DatasetFormatError(
-            f"The header of {path} has {len(bad)} column(s) without a RecBole type: {', '.join(map(repr, bad[:5]))}. "
-            f"Each column is written name:type with type one of {', '.join(FIELD_TYPES)}. "
-            f"Fix: rename them in the first line, e.g. user_id:token item_id:token rating:float timestamp:float."
-        )
+            check_atomic_file(path, config, suffix)
 
 
 def create_dataset(config):

@@ -74,7 +74,7 @@ def test_an_unknown_key_is_a_warning_with_the_closest_known_keys():
 
 def test_known_keys_and_the_runners_flags_are_not_warned_about(recwarn):
     Config("GLTA", "ml-100k", config_dict={"graph_epochs": 2, "learning_rate": 0.01, "group_offset": 0},
-           cmd_args=["--topk=[5]", "--users=[1]", "--out=x.csv", "--recommend=True"])
+           cmd_args=["--topk=[5, 10]", "--users=[1]", "--out=x.csv", "--recommend=True"])
     assert not [w for w in recwarn if issubclass(w.category, UnknownKeyWarning)]
 
 
@@ -248,3 +248,201 @@ def test_bad_backbones(capfd, tmp_path, monkeypatch, bad_backbones, folder, name
                        "--llm_num_layers=~", f"--checkpoint_dir={tmp_path / 'saved'}", *QUIET)
     assert_refused(code, output, named)
     assert "huggingface-cli" not in output, "a local folder is not downloaded"
+
+
+TAB = "\t"
+
+
+def write_rows(root, name, lines):
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / name / f"{name}.inter").write_text("\n".join(lines) + "\n")
+
+
+def rows(users=10, items=12, sep=TAB):
+    return [sep.join([str(u), str(i), "4"]) for u in range(1, users + 1) for i in range(1, items + 1) if (u + i) % 3]
+
+
+HEADER = TAB.join(["user_id:token", "item_id:token", "rating:float"])
+WITH_RATING = '--load_col={inter: [user_id, item_id, rating]}'
+
+
+@pytest.mark.parametrize("case, lines, extra, named", [
+    ("header repeated as a row", [HEADER, *rows()[:40], HEADER, *rows()[40:]], [], "Line 42 of"),
+    ("a row with extra columns", [HEADER, *rows()[:5], "1\t2\t4\t9", *rows()[5:]], [], "Line 7 of"),
+    ("space-separated", [HEADER.replace(TAB, " "), *rows(sep=" ")], [], "separates its columns with spaces"),
+    ("word in a loaded float column", [HEADER, *rows()[:3], "1\t5\tfour", *rows()[3:]], [WITH_RATING],
+     "holds 'four' in the float column rating"),
+    ("header only", [HEADER], [], "has a header but no interactions"),
+    ("duplicated column", ["user_id:token\titem_id:token\titem_id:token", *rows()], [], "names the column item_id more"),
+    ("id columns named otherwise", [HEADER.replace("user_id", "user").replace("item_id", "item"), *rows()], [],
+     "has no column 'user_id', which USER_ID_FIELD"),
+    ("Windows line ends", [HEADER + "\r", *(r + "\r" for r in rows())], [], "Windows line ends"),
+    ("field over the csv limit", [HEADER + "\tnote:token", *(r + "\t" + "x" * 140_000 for r in rows()[:3]),
+                                  *rows()[3:]], ["--load_col={inter: [user_id, item_id, note]}"], "in column note:token"),
+    ("one interaction per user", [HEADER, *(f"{u}\t{u}\t4" for u in range(1, 30))], [],
+     "leaves no interaction for validation or test"),
+])
+def test_bad_atomic_files_are_refused_before_training(capfd, tmp_path, monkeypatch, case, lines, extra, named):
+    monkeypatch.chdir(tmp_path)
+    write_rows(tmp_path / "data", "tiny", lines)
+    trained = []
+    monkeypatch.setattr(quick_start, "run", _recording_run(trained))
+    code, output = cli(capfd, "--model=BPR", "--dataset=tiny", "--data_path=data", "--checkpoint_dir=saved", *extra, *QUIET)
+    assert_refused(code, output, named, "tiny.inter" if case != "one interaction per user" else "'tiny'")
+    assert trained == [], "no epoch ran"
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_line(capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = "\n".join([HEADER, *rows()]).encode() + b"\n3\t\xff\xfe\t4\n"
+    (tmp_path / "data" / "tiny").mkdir(parents=True)
+    (tmp_path / "data" / "tiny" / "tiny.inter").write_bytes(data)
+    code, output = cli(capfd, "--model=BPR", "--dataset=tiny", "--data_path=data", *QUIET)
+    assert_refused(code, output, f"Line {len(rows()) + 2} of", "is not utf-8 text", "--encoding")
+
+
+def test_ml_100k_with_a_data_path_reads_that_folder(capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, output = cli(capfd, "--model=BPR", "--dataset=ml-100k", "--data_path=/no/such/dir", *QUIET)
+    assert_refused(code, output, "/no/such/dir/ml-100k/ml-100k.inter", "drop --data_path")
+    write_rows(tmp_path / "data", "ml-100k", [HEADER + "\ttimestamp:float", *(r + "\t1" for r in rows())])
+    config = Config("BPR", "ml-100k", config_dict={"data_path": str(tmp_path / "data")})
+    assert Path(config["data_path"]) == tmp_path / "data" / "ml-100k"
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--valid_metric=NDCG@20"], "valid_metric='NDCG@20' is not among the metrics the evaluation computes"),
+    (["--metrics=[Recall, NDCGG]"], "'NDCGG', which is not a RecBole metric. Did you mean ndcg"),
+    (["--metrics=[AUC, NDCG]"], "mixes ranking metrics with value metrics"),
+    (["--eval_args=abc"], "it must be a mapping"),
+    (["--eval_args={split: {RS: [0.8, 0.1]}}"], "split RS must be three ratios"),
+    (["--eval_args={order: XX}"], "order must be RO"),
+    (["--eval_args={mode: uniform}"], "mode must be full"),
+    (["--model=bpr"], "Unknown model 'bpr'. Did you mean BPR?"),
+    (["--model=glta"], "Did you mean GLTA"),
+])
+def test_bad_evaluation_settings_and_model_names(capfd, tmp_path, monkeypatch, argv, named):
+    monkeypatch.chdir(tmp_path)
+    model = [] if any(a.startswith("--model") for a in argv) else ["--model=BPR"]
+    assert_refused(*cli(capfd, *model, "--dataset=ml-100k", *argv, *QUIET), named)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_property_file_that_is_a_yaml_list_is_refused(capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.yaml").write_text("- epochs: 1\n- learning_rate: 0.1\n")
+    assert_refused(*cli(capfd, "--model=BPR", "--dataset=ml-100k", "--config_files=list.yaml", *QUIET),
+                   "list.yaml' holds a YAML list")
+
+
+@pytest.mark.slow
+def test_zero_epochs_warns_that_the_model_is_untrained(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_rows(tmp_path / "data", "tiny", [HEADER, *rows()])
+    with pytest.warns(UserWarning, match="epochs=0: BPR's training loop runs no epoch"):
+        quick_start.run_recbole_llm("BPR", "tiny", config_dict={"epochs": 0, "data_path": "data", "state": "WARNING",
+                                                                "show_progress": False})
+
+
+def test_an_out_file_under_a_file_is_refused_before_loading(capfd, tmp_path, in_the_way):
+    code, output = cli(capfd, f"--recommend={tmp_path / 'none.pth'}", "--users=1", f"--out={in_the_way}/recs.csv")
+    assert_refused(code, output, "is a file, not a folder")
+    assert "free space" not in output and "checkpoint_dir" not in output
+
+
+def test_a_write_under_a_file_says_so(in_the_way):
+    with pytest.raises(CheckpointError, match="is a file, not a folder") as refused:
+        helpers.atomic_write(in_the_way / "recs.csv", lambda f: f.write(b"x"))
+    assert "free space" not in str(refused.value)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB file system (tmpfs), where mounting one is allowed."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_really_full_disk_says_no_space(full_disk):
+    previous = full_disk / "best.pth"
+    helpers.atomic_save({"weights": torch.zeros(1000)}, previous)
+    before = previous.read_bytes()
+    big = {"weights": torch.zeros(200_000)}
+    # torch.save into a path (as RecBole writes) reports only "unexpected pos"; into a file object, the OSError.
+    for write in (lambda f: torch.save(big, f.name), lambda f: torch.save(big, f)):
+        with pytest.raises(CheckpointError, match="best.pth' failed: the disk is full") as refused:
+            helpers.atomic_write(previous, write)
+        assert "unexpected pos" not in str(refused.value)
+        assert previous.read_bytes() == before and [p.name for p in full_disk.iterdir()] == ["best.pth"]
+
+
+def test_a_cache_folder_that_is_a_file_is_refused_before_the_backbone(capfd, tmp_path, monkeypatch, tiny_llm_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").write_text("a file")
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    code, output = cli(capfd, "--model=LightGCNPlus", "--dataset=ml-100k", f"--llm_path={tiny_llm_path}",
+                       "--llm_num_layers=~", "--checkpoint_dir=saved", *QUIET)
+    assert_refused(code, output, "$RECBOLE_LLM_CACHE", "is a file, not a folder", "--llm_cache_dir")
+
+
+def test_a_busy_port_is_refused_before_any_process_starts(capfd, tmp_path, monkeypatch):
+    import socket
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as listener:
+        listener.bind(("", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code, output = cli(capfd, "--model=BPR", "--dataset=ml-100k", "--nproc=2", f"--port={port}", *QUIET)
+    assert_refused(code, output, f"--port={port} cannot be used")
+    assert_refused(*cli(capfd, "--model=BPR", "--nproc=2", "--port=http"), "--port=http is not a port number")
+
+
+def test_an_unreachable_hub_is_reported_at_once(monkeypatch):
+    import socket
+    import time
+
+    from recbole_llm.errors import LLMLoadError
+    from recbole_llm.llm import backbone
+
+    def no_network(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(backbone.hub_constants, "HF_HUB_OFFLINE", False)
+    start = time.perf_counter()
+    with pytest.raises(LLMLoadError, match="hub .* cannot be reached from this machine"):
+        backbone.load_backbone({"llm_path": "someone/no-such-model-here"})
+    assert time.perf_counter() - start < 2, "no retries"
+    monkeypatch.setattr(backbone.hub_constants, "HF_HUB_OFFLINE", True)  # offline mode: transformers says it
+    assert backbone.resolve_llm_path("someone/no-such-model-here") == "someone/no-such-model-here"
+
+
+def test_an_item_text_over_the_csv_field_limit_is_read(tmp_path):
+    from types import SimpleNamespace
+
+    from recbole_llm.data.item_text import item_descriptions
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    long_title = "word " * 40_000  # 200 KB, over csv's 128 KB field limit
+    (folder / "tiny.item").write_text(f"item_id:token\ttitle:token_seq\n1\t{long_title}\n2\tshort\n")
+    config = {"data_path": str(folder), "dataset": "tiny", "field_separator": "\t", "item_text_fields": ["title"],
+              "item_text_template": None, "ITEM_ID_FIELD": "item_id", "model": "GLTA"}
+    dataset = SimpleNamespace(config=config, iid_field="item_id", item_num=3,
+                              field2token_id={"item_id": {"[PAD]": 0, "1": 1, "2": 2}})
+    descriptions = item_descriptions(dataset)
+    assert descriptions[1] == "title: " + long_title.strip() and descriptions[2] == "title: short"
+
+
+@pytest.mark.parametrize("content, named", [
+    (b"", "is empty or starts with an empty line"),
+    ("\ufeff".encode() + b"user_id:token\titem_id:token\n1\t2\n", "starts with a byte-order mark"),
+])
+def test_an_empty_file_or_a_byte_order_mark_is_named(capfd, tmp_path, monkeypatch, content, named):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "tiny").mkdir(parents=True)
+    (tmp_path / "data" / "tiny" / "tiny.inter").write_bytes(content)
+    assert_refused(*cli(capfd, "--model=BPR", "--dataset=tiny", "--data_path=data", *QUIET), named, "tiny.inter")

@@ -72,3 +72,16 @@ def test_list_flags_reach_the_config_as_lists(books):
                                               "--load_col={inter: [user_id, item_id]}"])
     assert config["item_text_fields"] == ["title", "author"]
     assert config["load_col"] == {"inter": ["user_id", "item_id"]}
+
+
+@pytest.mark.slow
+def test_readme_example_recommends_from_the_stock_model_too(books, capsys):
+    # The first command trains BPR, which names no item_text_fields: --recommend then shows every .item column.
+    _, commands = readme_commands()
+    argv = [arg.replace("/data", str(books)) for arg in commands[0]]
+    assert run_recbole_llm.main(argv + ["--epochs=1", "--show_progress=False", "--state=WARNING"]) == 0
+    (saved,) = (books / "saved").glob("BPR-*.pth")
+    assert run_recbole_llm.main([arg.replace("saved/<file>.pth", str(saved)) for arg in commands[2]]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "user u0:" and len(printed) == 2 * 6, printed
+    assert all(line.startswith("  ") and "title: " in line for line in printed[1:6]), printed

@@ -106,19 +106,22 @@ def test_python_callers_get_the_same_errors(saved, tmp_path):
         recommend(saved["LightGCN"], ["196", "no-such-user"])
 
 
-def test_runner_checkpoints_load_weights_only_and_recbole_ones_say_they_cannot(saved, tmp_path, caplog):
+@pytest.mark.slow
+def test_runner_checkpoints_load_weights_only_and_recbole_ones_need_the_trust_flag(saved, tmp_path, capsys):
     for model_file in saved.values():
-        assert compat._checkpoint_safe_globals(model_file) is not None  # loaded with weights_only=True
-    # A checkpoint written as stock RecBole writes it (pickle protocol 4) loads as a full pickle, with one warning.
+        safe, unsafe = compat._unsafe_checkpoint_globals(model_file)
+        assert safe is not None and unsafe == []  # loaded with weights_only=True
+    # A checkpoint written as stock RecBole writes it (pickle protocol 4) needs a full pickle: refused unless trusted.
     state = torch.load(saved["LightGCN"], weights_only=False)
     recbole_file = tmp_path / "recbole.pth"
     torch.save(state, recbole_file, pickle_protocol=4)
-    compat._warned_full_pickle = False
-    with caplog.at_level(logging.WARNING):
+    with pytest.raises(SavedModelError, match="protocol 4.*--trust_checkpoint"):
         compat.load_checkpoint(recbole_file)
-        compat.load_checkpoint(recbole_file)
-    warnings = [r for r in caplog.records if "weights_only=True" in r.getMessage()]
-    assert len(warnings) == 1 and "trust" in warnings[0].getMessage()
+    assert run_recbole_llm.main([f"--recommend={recbole_file}", "--users=196"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(recbole_file) in err and "--trust_checkpoint" in err, err
+    assert run_recbole_llm.main([f"--recommend={recbole_file}", "--users=196", "--topk=3", "--trust_checkpoint"]) == 0
+    assert capsys.readouterr().out.startswith("user 196:")
 
 
 def test_a_loaded_model_evaluates_in_a_fresh_process(saved):
@@ -130,3 +133,36 @@ def test_a_loaded_model_evaluates_in_a_fresh_process(saved):
     done = subprocess.run([sys.executable, "-c", code, saved["LightGCN"]], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 0 < float(done.stdout.strip().splitlines()[-1]) <= 1
+
+
+class _Payload:
+    """Unpickled, it creates the file ``marker``: what a malicious checkpoint could do instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["in the state dict", "as the whole file"])
+def test_a_checkpoint_that_would_run_code_is_refused_without_the_trust_flag(saved, tmp_path, capsys, how):
+    marker = tmp_path / "code-ran"
+    state = torch.load(saved["LightGCN"], weights_only=False)
+    evil = tmp_path / "evil.pth"
+    torch.save({**state, "other_parameter": _Payload(marker)} if how == "in the state dict" else _Payload(marker), evil)
+    code = run_recbole_llm.main([f"--recommend={evil}", "--users=196"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert str(evil) in err and "runs whatever code" in err and "--trust_checkpoint" in err and "Fix:" in err, err
+    assert "io.open" in err or "builtins.open" in err, err  # what it would call is named
+    assert not marker.exists(), "no code from the file ran"
+    with pytest.raises(SavedModelError, match="trust_checkpoint=True"):
+        load_data_and_model(str(evil))
+    assert not marker.exists()
+
+
+def test_the_trust_flag_belongs_to_recommend(capsys):
+    assert run_recbole_llm.main(["--model=BPR", "--trust_checkpoint"]) == 2
+    assert "--trust_checkpoint only applies to --recommend" in capsys.readouterr().err

@@ -3,6 +3,7 @@ model defaults come from the installed package, run from an unrelated folder, an
 as ``config_file_list`` (``--config_files``) still sit above them."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,25 @@ RUN = textwrap.dedent("""
 """)
 
 
+def make_venv(venv):
+    """A virtual environment that sees the packages of the interpreter running the tests (torch, RecBole, ...),
+    whether that interpreter is the system's or itself a venv's, and none of its .pth hooks (an editable
+    install of this package); returns its python.
+
+    ``--system-site-packages`` alone links a venv to the base interpreter, so from inside a venv it would
+    miss the parent venv's packages: those are added by a .pth file, which lists folders without running them.
+    """
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--system-site-packages",
+                    str(venv)], check=True)
+    python = venv / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    # Every package folder on this interpreter's path: its own, a parent venv's, those its .pth files add.
+    parents = [path for path in sys.path if Path(path).name in ("site-packages", "dist-packages") and Path(path).is_dir()]
+    (Path(own) / "parent_site_packages.pth").write_text("".join(f"{path}\n" for path in parents))
+    return python
+
+
 @pytest.mark.slow
 def test_a_wheel_installed_elsewhere_reads_its_packaged_model_defaults(tmp_path):
     source, wheels, venv, work = (tmp_path / name for name in ("source", "wheels", "venv", "work"))
@@ -39,14 +59,14 @@ def test_a_wheel_installed_elsewhere_reads_its_packaged_model_defaults(tmp_path)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
                     str(source)], check=True, cwd=tmp_path)
     (wheel,) = wheels.glob("recbole_llm-*.whl")
-    # torch, RecBole, ... come from the system; the package itself only from the wheel.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = venv / "bin" / "python"
+    python = make_venv(venv)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
                    check=True)
     work.mkdir()
     (work / "user.yaml").write_text("embedding_size: 32\n")
-    done = subprocess.run([str(python), "-c", RUN], cwd=work, capture_output=True, text=True, timeout=300)
+    # Without PYTHONPATH, which may point at a source tree (a developer's checkout).
+    clean = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([str(python), "-c", RUN], cwd=work, capture_output=True, text=True, timeout=300, env=clean)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     # The installed copy, not the source tree or an editable install of it.

@@ -14,7 +14,6 @@ Config keys (set per dataset in ``recbole_llm/properties/dataset/<dataset>.yaml`
 Underscores are read as spaces: the shared datasets join multi-word categories with ``_``.
 """
 
-import csv
 import string
 import warnings
 from pathlib import Path
@@ -29,6 +28,11 @@ def _item_file(config):
 def _read_header(path, separator):
     with open(path, encoding="utf-8") as f:
         return [cell.split(":")[0] for cell in f.readline().rstrip("\n").split(separator)]
+
+
+def item_columns(config):
+    """The column names of the dataset's ``.item`` file."""
+    return _read_header(_item_file(config), config["field_separator"])
 
 
 def check_item_text_fields(config):
@@ -47,11 +51,12 @@ def check_item_text_fields(config):
             "Fix: add a .item file with the text columns, or choose a model that needs no item text."
         )
     columns = _read_header(path, config["field_separator"])
-    missing = [f for f in fields if f not in columns]
+    missing = [f for f in [config["ITEM_ID_FIELD"], *fields] if f not in columns]
     if missing:
         raise MissingTextFieldError(
-            f"item_text_fields names {missing}, but {path.name} has only the columns {columns}. "
-            f"Fix: set item_text_fields to columns of {path.name}, e.g. --item_text_fields=\"{columns[1:3]}\"."
+            f"item_text_fields (and ITEM_ID_FIELD) name {missing}, but {path.name} has only the columns {columns}. "
+            f"Fix: set item_text_fields to columns of {path.name}, e.g. --item_text_fields=\"{columns[1:3]}\", "
+            f"and name its id column {config['ITEM_ID_FIELD']}."
         )
     template = config["item_text_template"]
     if template:
@@ -91,10 +96,12 @@ def item_descriptions(dataset, all_columns=False):
     wanted = [columns.index(f) for f in fields]
 
     descriptions = [""] * dataset.item_num
+    # Split by hand rather than with the csv module: the files have no quoting, and csv refuses any field
+    # over 128 KB (csv.field_size_limit), a length a long item description can reach.
     with open(_item_file(config), encoding="utf-8", newline="") as f:
-        rows = csv.reader(f, delimiter=config["field_separator"], quoting=csv.QUOTE_NONE)
-        next(rows)
-        for row in rows:
+        next(f)
+        for line in f:
+            row = line.rstrip("\r\n").split(config["field_separator"])
             item_id = token2id.get(row[id_column])
             if item_id is None:
                 continue
@@ -103,7 +110,8 @@ def item_descriptions(dataset, all_columns=False):
                 descriptions[item_id] = template.format(**values)
             else:
                 descriptions[item_id] = "; ".join(f"{k}: {v}" for k, v in values.items() if v)
-    check_descriptions(descriptions[1:], config)
+    if not all_columns:  # a listing for people (--recommend) may be empty; a model's input may not
+        check_descriptions(descriptions[1:], config)
     return descriptions
 
 

@@ -18,10 +18,14 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
+import urllib.parse
 
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import try_to_load_from_cache
 from peft import LoraConfig, get_peft_model
 from transformers import (
     AutoConfig,
@@ -88,7 +92,26 @@ def resolve_llm_path(llm_path: str, cache_dir: str | None = None) -> str:
         raise _load_error(llm_path, "it is a file; a model is a folder holding config.json and the weights", _FIX_LOCAL)
     if os.path.isabs(path) or llm_path.startswith((".", "~")):
         raise _load_error(llm_path, "tried it as a local folder, but nothing exists at that path (a typo?)", _FIX_LOCAL)
+    if not hub_constants.HF_HUB_OFFLINE and not _hub_reachable():
+        # transformers would retry for half a minute before saying so; a copy in the Hugging Face cache still loads.
+        cached = try_to_load_from_cache(llm_path, "config.json")
+        if isinstance(cached, str):
+            return os.path.dirname(cached)
+        raise _load_error(llm_path, f"no local folder by that name, and the Hugging Face hub ({hub_constants.ENDPOINT}) "
+                                    "cannot be reached from this machine to download it as a hub id")
     return llm_path
+
+
+def _hub_reachable(timeout=3.0):
+    """Whether a TCP connection to the hub (or to the HTTPS proxy, when one is set) opens within ``timeout`` seconds."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY")
+    target = urllib.parse.urlsplit(proxy if proxy and "://" in proxy else hub_constants.ENDPOINT)
+    try:
+        socket.create_connection((target.hostname, target.port or (443 if target.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _packaged_default(cache_dir: str | None) -> str:
