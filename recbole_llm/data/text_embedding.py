@@ -91,17 +91,22 @@ def user_profile_texts(dataset, descriptions, n_items):
     return texts
 
 
+def load_text_encoder(config):
+    """(model, tokenizer) of the configured ``text_encoder``, frozen and in eval mode."""
+    if text_encoder(config) == "minilm":
+        return load_minilm()
+    return load_backbone({key: config[key] for key in BACKBONE_KEYS if key in config})
+
+
 @torch.no_grad()
-def embed_texts(texts, config, batch_size=32):
+def embed_texts(texts, config, batch_size=32, loaded=None):
     """Mean-pooled last hidden states of ``texts`` under the configured ``text_encoder``: (len(texts), hidden).
 
-    MiniLM's vectors are then L2-normalised, as its sentence-transformers pipeline does; empty texts stay zeros.
+    MiniLM's vectors are then L2-normalised, as its sentence-transformers pipeline does; empty texts
+    stay zeros. ``loaded``: the encoder's (model, tokenizer) when the caller has loaded it already.
     """
     encoder = text_encoder(config)
-    if encoder == "minilm":
-        model, tokenizer = load_minilm()
-    else:
-        model, tokenizer = load_backbone({key: config[key] for key in BACKBONE_KEYS if key in config})
+    model, tokenizer = loaded or load_text_encoder(config)
     max_tokens = option(config, "text_max_tokens", 128)
     out = torch.zeros(len(texts), model.config.hidden_size)
     todo = [i for i, text in enumerate(texts) if text]
