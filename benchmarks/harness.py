@@ -301,8 +301,11 @@ def run_to_end(argv, log):
 
 
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
-             progress=print, tuning_store=None, keep_checkpoints=False):
+             progress=print, tuning_store=None, keep_checkpoints=False, replace=False):
     """Run every (row, seed) not yet in ``store``, each in its own process; returns the store.
+
+    With ``replace``, rows already in the store run again and their new records replace the old
+    ones (e.g. to add what a newer harness records, such as the per-user file).
 
     With ``tuning_store``, a plain ``Model`` row whose tuned grid point was already trained on this
     seed (``tuning_twin``) is copied from it, marked ``reused_from``, instead of being run again.
@@ -314,7 +317,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
     log_dir.mkdir(parents=True, exist_ok=True)
     for index, (row, seed) in enumerate(todo, 1):
         tag = f"[{index}/{len(todo)}] {row} seed={seed}"
-        if store.has(row, seed):
+        if not replace and store.has(row, seed):
             progress(f"{tag}: done earlier, skipped")
             continue
         model, overrides = parse_row(row)
