@@ -74,8 +74,8 @@ def markdown(record):
                      f"{r['user_s']:.1f} | {r['load_s']:.1f} | {r['total_s']:.1f} | {r['peak_rss_mb']:.0f} |")
     if set(ENCODERS) <= set(rows):
         ratio = rows["backbone"]["total_s"] / rows["minilm"]["total_s"]
-        lines += ["", f"MiniLM's first run takes {ratio:.1f}x less time than the backbone's "
-                      f"({rows['minilm']['total_s']:.0f} s against {rows['backbone']['total_s']:.0f} s)."]
+        lines += ["", f"The backbone's first run takes {ratio:.2f} times as long as MiniLM's "
+                      f"({rows['backbone']['total_s']:.1f} s against {rows['minilm']['total_s']:.1f} s)."]
     lines += ["", "## How these figures were made", "", "```bash", record["command"], "```", "",
               f"Device: {record['device']}.  ",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + ".", ""]
@@ -89,11 +89,18 @@ def main(argv=None):
     parser.add_argument("--model", default="LightGCNPlus", help="whose user_text_items and text_max_tokens apply")
     parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--out", default=str(ROOT / "results" / "text-encoder-time"), help="file stem of .json and .md")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the .md from the .json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.child, args.dataset, args.protocol, args.model)))
         return 0
+    out = Path(args.out)
+    if args.report_only:
+        atomic_write_text(out.with_suffix(".md"), markdown(json.loads(out.with_suffix(".json").read_text())))
+        return 0
+    # Before the runs: the commit is the code they run.
+    device, versions = environment()
 
     # The default backbone is converted from its packaged GGUF file once per machine; do it before timing.
     subprocess.run([sys.executable, "-c", "from recbole_llm.llm import load_backbone; load_backbone({})"],
@@ -105,7 +112,6 @@ def main(argv=None):
         output = subprocess.run(child, cwd=ROOT, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(output.strip().splitlines()[-1]))
         print(f"{encoder}: {runs[-1]['total_s']:.1f} s", flush=True)
-    device, versions = environment()
     argv_shown = argv if argv is not None else sys.argv[1:]
     # How this process was pinned, as the command that reproduces it.
     pinned = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} taskset -c " + \
@@ -113,7 +119,6 @@ def main(argv=None):
     record = {"dataset": args.dataset, "protocol": args.protocol, "model": args.model, "runs": runs, "device": device,
               "versions": versions, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "command": f"{pinned} python benchmarks/text_encoder_time.py " + shlex.join(argv_shown)}
-    out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=1))
     atomic_write_text(out.with_suffix(".md"), markdown(record))
     print(f"Wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

@@ -111,3 +111,16 @@ def test_packaged_minilm_embeds_like_a_sentence_encoder():
     assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
     similarity = out @ out.T
     assert similarity[0, 1] > 0.3 > similarity[0, 2]
+
+
+def test_timing_report_puts_both_encoders_side_by_side():
+    from benchmarks.text_encoder_time import markdown
+
+    run = {"dimension": 8, "item_texts": 3, "user_texts": 2, "load_s": 1.0, "item_s": 2.0, "user_s": 3.0,
+           "peak_rss_mb": 100.0}
+    record = {"dataset": "ml-100k", "protocol": "p.yaml", "model": "LightGCNPlus", "command": "python x",
+              "device": "cpu", "versions": {"torch": "2"},
+              "runs": [{**run, "encoder": "minilm", "total_s": 6.0}, {**run, "encoder": "backbone", "total_s": 66.0}]}
+    text = markdown(record)
+    assert "| minilm | 8 | 3 | 2.0 | 2 | 3.0 | 1.0 | 6.0 | 100 |" in text
+    assert "takes 11.00 times as long as MiniLM's (66.0 s against 6.0 s)" in text and "python x" in text
