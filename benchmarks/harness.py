@@ -166,11 +166,15 @@ def run_child(spec):
     with per_user.capture() as evaluations:
         result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
                                  config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
-    per_user_file = None
+    per_user_file = per_user_stage1_file = None
     if spec.get("per_user_path"):
         users, values = per_user.per_user_table(evaluations, result["test_result"])
         per_user.write_csv_gz(spec["per_user_path"], users, values)
         per_user_file = os.path.relpath(spec["per_user_path"], ROOT)
+        if result.get("graph_test_result"):
+            stage1_path = spec["per_user_path"].replace(".csv.gz", "-stage1.csv.gz")
+            per_user.write_csv_gz(stage1_path, *per_user.per_user_table(evaluations, result["graph_test_result"], last=True))
+            per_user_stage1_file = os.path.relpath(stage1_path, ROOT)
     train = result["train_seconds_per_epoch"]
     stages = result["stage_seconds_per_epoch"]
     return {
@@ -209,6 +213,7 @@ def run_child(spec):
         "fusion": result.get("fusion"),
         # Each test user's ndcg@10, precision@10, recall@10 (benchmarks/per_user.py), for paired comparisons.
         "per_user": per_user_file,
+        "per_user_stage1": per_user_stage1_file,  # GLTA's and GAL-Rec's stage 1 alone (graph_test), per user
     }
 
 

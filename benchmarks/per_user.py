@@ -9,7 +9,8 @@ its result. ``per_user_table`` then picks the evaluation whose result *is* the r
 and asks the same metric objects for their per-user values, before the mean RecBole takes: the
 figures are RecBole's, not a second implementation, and their means are the record's metrics.
 
-Files: ``<store folder>/per_user/<dataset>/<row>-<seed>.csv.gz`` with the columns ``user`` (the
+Files: ``<store folder>/per_user/<dataset>/<row>-<seed>.csv.gz`` (and ``...-<seed>-stage1.csv.gz``
+for GLTA's and GAL-Rec's stage-1 LightGCN alone, the record's ``graph_test``) with the columns ``user`` (the
 dataset's user token) and the metrics, rows in RecBole's test order, 5 decimals.
 """
 
@@ -68,15 +69,17 @@ def capture():
         Trainer.evaluate, Collector.eval_batch_collect, Collector.get_data_struct, Evaluator.evaluate = originals
 
 
-def per_user_table(evaluations, test_result, metrics=METRICS):
+def per_user_table(evaluations, test_result, metrics=METRICS, last=False):
     """``(user tokens, {metric: per-user values})`` of the evaluation whose result equals ``test_result``.
 
-    The first such evaluation is the test itself (GLTA's and GAL-Rec's stage-1 test comes after it).
+    The first such evaluation is the test itself; GLTA's and GAL-Rec's stage-1 test comes after it
+    (``last`` takes the last match: the stage-1 figures, should both results be the same).
     A metric the protocol does not list (amazon-beauty and yelp list only Hit and NDCG) comes from
     RecBole's class of that name on the same ``rec.topk``; one it lists is checked against its figure.
     """
     test_result = {k: float(v) for k, v in test_result.items()}
-    match = next((e for e in evaluations if {k: float(v) for k, v in e["result"].items()} == test_result), None)
+    ordered = reversed(evaluations) if last else evaluations
+    match = next((e for e in ordered if {k: float(v) for k, v in e["result"].items()} == test_result), None)
     if match is None or "per_user.ids" not in match["struct"]:
         raise RuntimeError("No captured evaluation gave the test result; per-user figures need RecBole's "
                            "full-ranking Trainer.evaluate (run with benchmarks.per_user.capture() open)")

@@ -76,3 +76,28 @@ def test_cli_prints_every_metric_and_names_what_is_missing(store, capsys, monkey
     with pytest.raises(SystemExit):
         compare.main(["--dataset", "toy", "--results", str(folder), "A", "C"])
     assert "row 'C' has no per-user file" in capsys.readouterr().err
+
+
+def test_report_compares_each_language_model_default_with_its_stage1_and_the_best_other_row(tmp_path):
+    from benchmarks.report import comparison_table
+
+    rng = np.random.default_rng(2)
+    base = {f"u{i}": float(rng.uniform(0, 0.5)) for i in range(40)}
+    records = []
+    for label, model, valid, shift in (("GLTA", "GLTA", 0.30, 0.02), ("EASE", "EASE", 0.28, 0.0),
+                                       ("Pop", "Pop", 0.10, -0.1), ("LightGCN+", "LightGCN+", 0.29, 0.0)):
+        for seed in (1, 2):
+            record = {**_write_row(tmp_path, label, seed, {u: max(0.0, v + shift) for u, v in base.items()}),
+                      "model": model, "valid": {"ndcg@10": valid}, "test": {"ndcg@10": 0.0}}
+            if label == "GLTA":
+                record["per_user_stage1"] = _write_row(tmp_path, "GLTA-stage1", seed, base)["per_user"]
+            if label == "LightGCN+":
+                record["per_user"] = None  # an old record: not compared
+            records.append(record)
+    table = comparison_table(records, root=tmp_path, resamples=500)
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| GLTA | GLTA stage 1 | 1, 2 | 40 |") and "| +0.0200 |" in lines[2]
+    # EASE validates above Pop, so it is the row GLTA is measured against; the test figures play no part.
+    assert lines[3].startswith("| GLTA | EASE | 1, 2 | 40 |")
+    assert comparison_table([r for r in records if r["label"] != "GLTA"], root=tmp_path) == ""

@@ -76,3 +76,24 @@ def test_harness_record_names_its_per_user_file(tmp_path):
     # The file's 5 decimals still average to the record's 4-decimal figure.
     mean = sum(r["ndcg@10"] for r in rows.values()) / len(rows)
     assert abs(mean - record["test"]["ndcg@10"]) <= 5e-5 + 5e-6
+
+
+@pytest.mark.slow
+def test_glta_record_names_per_user_files_of_the_test_and_of_stage_1(tmp_path, tiny_llm_path):
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(json.dumps({k: v for k, v in PROTOCOL.items() if k not in ("state", "show_progress")}
+                                   | {"metrics": ["NDCG", "Hit"]}))
+    tiny = [f"--llm_path={tiny_llm_path}", "--llm_num_layers=~", f"--llm_cache_dir={tmp_path / 'cache'}",
+            "--graph_epochs=1", "--item_alignment_epochs=1", "--item_alignment_batch_size=32",
+            "--user_alignment_batch_size=64", "--max_history=10", "--user_alignment_epochs=1"]
+    path = tmp_path / "per_user" / "ml-100k" / "GLTA-1.csv.gz"
+    spec = {"label": "GLTA", "model": "GLTA", "dataset": "ml-100k", "seed": 1, "overrides": tiny,
+            "config_files": [str(protocol)], "data_path": None, "command": "c", "harness_command": "h",
+            "checkpoint_dir": str(tmp_path / "ckpt"), "per_user_path": str(path)}
+    record = run_child(spec)
+    for key, figures in (("per_user", record["test"]), ("per_user_stage1", record["graph_test"])):
+        rows = per_user.read_csv_gz(ROOT / record[key])
+        assert len(rows) == 943
+        mean = sum(r["ndcg@10"] for r in rows.values()) / len(rows)
+        assert abs(mean - figures["ndcg@10"]) <= 5e-5 + 5e-6
+    assert record["per_user_stage1"].endswith("GLTA-1-stage1.csv.gz")
