@@ -114,7 +114,7 @@ def comparison_table(records, metric="ndcg@10", root=ROOT, resamples=10_000):
     against its own stage 1 (GLTA, GAL-Rec) and against the best row without a language model.
 
     Only rows whose records name per-user files take part. The best row without a language model
-    is the one with the highest mean validation ``metric``, so the test split chooses nothing.
+    is the one of them with the highest mean validation ``metric``, so the test split chooses nothing.
     """
     from benchmarks.compare import compare, per_user_runs
 
@@ -174,7 +174,7 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
         parts += ["What the language model adds, user by user (test; `python benchmarks/compare.py --dataset "
                   f"{first['dataset']} A B` for all three metrics). Each user's A − B is averaged over the seeds both "
                   "rows ran, then the interval (10,000 resamples of users) and the tests are taken over users; B is the "
-                  "row's own stage 1, or the row without a language model that validates best:", "", compared, ""]
+                  "row's own stage 1, or the row without a language model that validates best among those with per-user files:", "", compared, ""]
     if notes:
         parts += [notes.strip(), ""]
     parts += ["## How these figures were made", "", "Regenerate with:", "", "```bash", *commands, "```", "",
