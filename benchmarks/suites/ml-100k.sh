@@ -39,7 +39,8 @@ wait
 # One seed: GAL-Rec and its variants, GLTA's earlier head and ablations (core 0); the papers'
 # baselines and stock LightGCN (core 1).
 on_core 0 --seeds 2020 --models "GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True,learning_rate=0.001],GALRec[epochs=6,gllm_head=tied,score_fusion=none,lm_holdout_ratio=0,use_l1=True,use_l2=True,use_l3=True,learning_rate=0.001],GALRec[epochs=6,score_fusion=none,lm_holdout_ratio=0,learning_rate=0.001]" &
-on_core 1 --seeds 2020 --models "LightGCN+,HCCF,RLMRec-Con,HCCF+,RLMRec-Gen,LightGCN" &
+# (The text baselines here ran with the backbone's text vectors, before MiniLM became their default.)
+on_core 1 --seeds 2020 --models "LightGCN+[text_encoder=backbone],HCCF,RLMRec-Con[text_encoder=backbone],HCCF+[text_encoder=backbone],RLMRec-Gen[text_encoder=backbone],LightGCN" &
 wait
 on_core 0 --seeds 2020 --models "GLTA[user_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20],GLTA[item_alignment=False,score_fusion=none,lm_holdout_ratio=0,max_history=20]"
 on_core 0 --seeds 2020,2021,2022 --models "GLTA[gllm_head=item_tokens,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
@@ -51,7 +52,7 @@ on_core 1 --seeds 2020,2021,2022 --models "EASE[reg_weight=250.0],FastLightGCN[l
 on_core 1 --seeds 2020 --models "LightGCN[learning_rate=0.001,reg_weight=1e-5]"
 # GLTA's third head; HCCF+ again after its hypergraphs moved to the ID embeddings (78769f0).
 on_core 0 --seeds 2020 --models "GLTA[gllm_head=linear,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
-on_core 1 --seeds 2020 --models "HCCF+" &
+on_core 1 --seeds 2020 --models "HCCF+[text_encoder=backbone]" &
 wait
 # GLTA trained longer in stage 3 (about 45 minutes a seed), and GAL-Rec's L0 alone for 20 epochs.
 on_core 0 --seeds 2020,2021,2022 --models "GLTA[user_alignment_epochs=30,score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
@@ -104,4 +105,12 @@ on_core 0 --seeds 2020 --models "GLTA[lora_r=8]" &
 on_core 1 --seeds 2020 --models "GLTA[lora_r=8,lora_lr=1e-4],GLTA[projector=mlp]"
 wait
 on_core 0 --seeds 2021,2022 --models "GLTA[projector=mlp]"
+# Per-user test files (benchmarks/per_user.py) for the paired comparisons of benchmarks/compare.py:
+# EASE at its tuned reg_weight again, the same runs with per-user files (--rerun-tuned: seed 2020 is
+# trained, not copied from its tuning run, which has none; --replace: the records are replaced).
+on_core 0 --seeds 2020,2021,2022 --models EASE --rerun-tuned --replace
+# The text baselines with their default text encoder, MiniLM.
+on_core 0 --seeds 2020 --models "LightGCN+,HCCF+,RLMRec-Con,RLMRec-Gen"
+# First-run text embedding time of both encoders side by side (results/text-encoder-time.*).
+OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/text_encoder_time.py --dataset ml-100k --protocol "$P"
 python benchmarks/run.py --dataset ml-100k --protocol "$P" --report-only

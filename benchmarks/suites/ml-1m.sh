@@ -37,7 +37,7 @@ wait
 # the rest of their values are their property files' (the papers' defaults). Their first run embeds
 # ml-1m's 3.5k item and 6k user texts with the full SmolLM2 once (about 48 min on one shared core), cached.
 run 0 --seeds 2020 --models "GLTA[score_fusion=none,lm_holdout_ratio=0,max_history=20]" &
-run 1 --seeds 2020 --models "LightGCN+[learning_rate=0.005],RLMRec-Gen[learning_rate=0.005],RLMRec-Con[learning_rate=0.005],HCCF[learning_rate=0.005],HCCF+[learning_rate=0.005]" &
+run 1 --seeds 2020 --models "LightGCN+[learning_rate=0.005,text_encoder=backbone],RLMRec-Gen[learning_rate=0.005,text_encoder=backbone],RLMRec-Con[learning_rate=0.005,text_encoder=backbone],HCCF[learning_rate=0.005],HCCF+[learning_rate=0.005,text_encoder=backbone]" &
 wait
 python benchmarks/run.py --dataset ml-1m --protocol "$P" --report-only
 # Issue 21: score fusion with its stage 1, stage-3 targets held out of the graph the LM reads, 20
@@ -54,3 +54,8 @@ python benchmarks/run.py --dataset ml-1m --data_path "$D" --protocol "$P" --seed
     --rerun-tuned --models LightGCN,FastLightGCN
 python benchmarks/lightgcn_speed.py --dataset ml-1m --data_path "$D"
 python benchmarks/lightgcn_speed.py --dataset ml-1m --data_path "$D" --n_layers 3
+
+# Per-user test files (benchmarks/per_user.py) for benchmarks/compare.py: EASE at its tuned
+# reg_weight (1000) on seeds 2020-2022 (--rerun-tuned: seed 2020 trained again, its tuning run has
+# no per-user file; --replace: its earlier record is replaced).
+run 0 --seeds 2020,2021,2022 --models EASE --rerun-tuned --replace
