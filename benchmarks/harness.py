@@ -140,8 +140,14 @@ def checkpoint_dir_of(store_path, row, seed):
     return store_path.with_name(f".{store_path.stem}.checkpoints") / f"{safe_name(row)}-{seed}"
 
 
+def per_user_path_of(store_path, dataset, row, seed):
+    """Where one (row, seed) run of a store writes its per-user test figures: ``per_user/<dataset>/`` beside the store."""
+    return Path(store_path).parent / "per_user" / dataset / f"{safe_name(row)}-{seed}.csv.gz"
+
+
 def run_child(spec):
     """Body of the child process: one training run; returns its record."""
+    from benchmarks import per_user
     from recbole_llm.quick_start import run_recbole_llm
 
     # One fixed folder per (dataset, row, seed), removed once the record is written: a killed run
@@ -157,8 +163,18 @@ def run_child(spec):
         config_dict["data_path"] = spec["data_path"]
     # Before the run: the commit is the code the run imports, even if the checkout changes while it trains.
     device, versions = environment()
-    result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
-                             config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
+    with per_user.capture() as evaluations:
+        result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
+                                 config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
+    per_user_file = per_user_stage1_file = None
+    if spec.get("per_user_path"):
+        users, values = per_user.per_user_table(evaluations, result["test_result"])
+        per_user.write_csv_gz(spec["per_user_path"], users, values)
+        per_user_file = os.path.relpath(spec["per_user_path"], ROOT)
+        if result.get("graph_test_result"):
+            stage1_path = spec["per_user_path"].replace(".csv.gz", "-stage1.csv.gz")
+            per_user.write_csv_gz(stage1_path, *per_user.per_user_table(evaluations, result["graph_test_result"], last=True))
+            per_user_stage1_file = os.path.relpath(stage1_path, ROOT)
     train = result["train_seconds_per_epoch"]
     stages = result["stage_seconds_per_epoch"]
     return {
@@ -195,6 +211,9 @@ def run_child(spec):
         # GLTA's and GAL-Rec's own stage-1 LightGCN on the same test split, and the learned fusion weights.
         "graph_test": {k: float(v) for k, v in result["graph_test_result"].items()} if result.get("graph_test_result") else None,
         "fusion": result.get("fusion"),
+        # Each test user's ndcg@10, precision@10, recall@10 (benchmarks/per_user.py), for paired comparisons.
+        "per_user": per_user_file,
+        "per_user_stage1": per_user_stage1_file,  # GLTA's and GAL-Rec's stage 1 alone (graph_test), per user
     }
 
 
@@ -287,8 +306,11 @@ def run_to_end(argv, log):
 
 
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
-             progress=print, tuning_store=None, keep_checkpoints=False):
+             progress=print, tuning_store=None, keep_checkpoints=False, replace=False):
     """Run every (row, seed) not yet in ``store``, each in its own process; returns the store.
+
+    With ``replace``, rows already in the store run again and their new records replace the old
+    ones (e.g. to add what a newer harness records, such as the per-user file).
 
     With ``tuning_store``, a plain ``Model`` row whose tuned grid point was already trained on this
     seed (``tuning_twin``) is copied from it, marked ``reused_from``, instead of being run again.
@@ -300,7 +322,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
     log_dir.mkdir(parents=True, exist_ok=True)
     for index, (row, seed) in enumerate(todo, 1):
         tag = f"[{index}/{len(todo)}] {row} seed={seed}"
-        if store.has(row, seed):
+        if not replace and store.has(row, seed):
             progress(f"{tag}: done earlier, skipped")
             continue
         model, overrides = parse_row(row)
@@ -309,7 +331,8 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
                 "config_files": config_files, "data_path": data_path,
                 "command": single_run_command(model, dataset, config_files, seed, overrides, data_path),
                 "harness_command": harness_command, "checkpoint_dir": str(checkpoint_dir_of(store.path, row, seed)),
-                "graph_cache_dir": str(graph_cache_dir_of(store.path))}
+                "graph_cache_dir": str(graph_cache_dir_of(store.path)),
+                "per_user_path": str(per_user_path_of(store.path, dataset, row, seed))}
         twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not overrides else None
         if twin is not None:
             record = {**twin, "label": row, "config_files": config_files, "command": spec["command"],

@@ -105,6 +105,47 @@ def stage1_table(records, metrics=("ndcg@10", "precision@10")):
     return "\n".join(lines)
 
 
+# The rows whose defaults use a language model or its text vectors: each is compared with the best other row.
+LANGUAGE_MODELS = ("GLTA", "GALRec", "LightGCNPlus", "HCCFPlus", "RLMRecCon", "RLMRecGen")
+
+
+def comparison_table(records, metric="ndcg@10", root=ROOT, resamples=10_000):
+    """Paired tests over test users (``benchmarks/compare.py``) of each language-model row's defaults
+    against its own stage 1 (GLTA, GAL-Rec) and against the best row without a language model.
+
+    Only rows whose records name per-user files take part. The best row without a language model
+    is the one with the highest mean validation ``metric``, so the test split chooses nothing.
+    """
+    from benchmarks.compare import compare, per_user_runs
+
+    groups = {label: rs for label, rs in group_by_label(records).items() if any(r.get("per_user") for r in rs)}
+    model_of = {label: MODEL_ALIASES.get(rs[0]["model"], rs[0]["model"]) for label, rs in groups.items()}
+    defaults = [label for label in groups if model_of[label] in LANGUAGE_MODELS and MODEL_ALIASES.get(label, label) == model_of[label]]
+    others = [label for label in groups if model_of[label] not in LANGUAGE_MODELS]
+    best = max(others, key=lambda label: mean(r["valid"].get(metric, float("-inf")) for r in groups[label]), default=None)
+    pairs = []
+    for label in defaults:
+        runs = per_user_runs(records, label, root=root)
+        stage1 = per_user_runs(records, label, key="per_user_stage1", root=root)
+        if stage1:
+            pairs.append((label, f"{label} stage 1", runs, stage1))
+        if best is not None:
+            pairs.append((label, best, runs, per_user_runs(records, best, root=root)))
+    if not pairs:
+        return ""
+    lines = [f"| A | B | seeds | users | {metric} A | {metric} B | A − B | 95% bootstrap interval | paired t p | Wilcoxon p |",
+             "|" + "---|" * 10]
+    for label_a, label_b, runs_a, runs_b in pairs:
+        if not set(runs_a) & set(runs_b):
+            continue
+        seeds, results = compare(runs_a, runs_b, metrics=[metric], resamples=resamples)
+        r = results[metric]
+        lines.append(f"| {label_a} | {label_b} | {', '.join(map(str, seeds))} | {r['users']} | {r['mean_a']:.4f} | "
+                     f"{r['mean_b']:.4f} | {r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
+                     f"{r['t_p']:.2g} | {r['wilcoxon_p']:.2g} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def write_markdown(path, title, records, protocol_text, notes="", split="test"):
     first = records[0]
     commands = list(OrderedDict.fromkeys(r["harness_command"] for r in records if r.get("harness_command")))
@@ -128,6 +169,12 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
     if over_stage1:
         parts += ["What the language model adds over its own stage-1 LightGCN (test; each record's `graph_test` is "
                   "stage 1 alone, evaluated once when it was frozen):", "", over_stage1, ""]
+    compared = comparison_table(records) if split == "test" else ""
+    if compared:
+        parts += ["What the language model adds, user by user (test; `python benchmarks/compare.py --dataset "
+                  f"{first['dataset']} A B` for all three metrics). Each user's A − B is averaged over the seeds both "
+                  "rows ran, then the interval (10,000 resamples of users) and the tests are taken over users; B is the "
+                  "row's own stage 1, or the row without a language model that validates best:", "", compared, ""]
     if notes:
         parts += [notes.strip(), ""]
     parts += ["## How these figures were made", "", "Regenerate with:", "", "```bash", *commands, "```", "",

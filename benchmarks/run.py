@@ -51,6 +51,8 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="only rebuild the table and chart")
     parser.add_argument("--rerun-tuned", action="store_true",
                         help="train a tuned Model row again even when tune.py already ran its values on that seed")
+    parser.add_argument("--replace", action="store_true",
+                        help="run the rows again even where the store has them, replacing their records")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep each finished row's checkpoints in .<dataset>.checkpoints/ beside the results")
     args = parser.parse_args(argv)
@@ -65,6 +67,7 @@ def main(argv=None):
         command = "python benchmarks/run.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
         run_rows(split_rows(args.models), args.dataset, args.protocol, [int(s) for s in args.seeds.split(",")],
                  store, data_path=args.data_path, harness_command=command, keep_checkpoints=args.keep_checkpoints,
+                 replace=args.replace,
                  tuning_store=None if args.rerun_tuned else RecordStore(out / "tuning" / f"{args.dataset}.json"))
     records = [r for r in store.read() if r["dataset"] == args.dataset]
     if not records:

@@ -1,0 +1,103 @@
+"""benchmarks/compare.py: paired differences of two rows over the users and seeds they share."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmarks import compare
+from benchmarks.per_user import write_csv_gz
+
+
+def _write_row(tmp_path, label, seed, figures):
+    """A record of ``label`` on ``seed`` whose per-user file holds ``figures`` ({user: ndcg}) for all three metrics."""
+    users = list(figures)
+    column = np.array([figures[u] for u in users])
+    path = tmp_path / "per_user" / f"{label}-{seed}.csv.gz"
+    write_csv_gz(path, users, {"ndcg@10": column, "precision@10": column / 2, "recall@10": column / 4})
+    return {"label": label, "seed": seed, "dataset": "toy", "per_user": str(path)}
+
+
+@pytest.fixture
+def store(tmp_path):
+    rng = np.random.default_rng(1)
+    records = []
+    for seed in (1, 2, 3):
+        base = {f"u{i}": float(rng.uniform(0, 0.5)) for i in range(60)}
+        # B: the same users a little lower; user u0 is missing on seed 2 and A lacks seed 3.
+        records.append(_write_row(tmp_path, "B", seed, {u: max(0.0, v - 0.05) for u, v in base.items()
+                                                        if not (seed == 2 and u == "u0")}))
+        if seed != 3:
+            records.append(_write_row(tmp_path, "A", seed, base))
+    records.append({"label": "C", "seed": 1, "dataset": "toy", "per_user": None})
+    (tmp_path / "toy.json").write_text(json.dumps(records))
+    return tmp_path, records
+
+
+def test_pairs_users_and_seeds_both_rows_have(store):
+    folder, records = store
+    runs_a = compare.per_user_runs(records, "A", root=folder)
+    runs_b = compare.per_user_runs(records, "B", root=folder)
+    seeds, users, a, b = compare.paired(runs_a, runs_b, "ndcg@10")
+    assert seeds == [1, 2] and len(users) == 59 and "u0" not in users
+    # Each user's figure is its mean over the shared seeds.
+    u = users.index("u7")
+    assert a[u] == pytest.approx((runs_a[1]["u7"]["ndcg@10"] + runs_a[2]["u7"]["ndcg@10"]) / 2)
+
+    r = compare.paired_stats(a, b, resamples=2000, seed=0)
+    assert r["users"] == 59 and r["diff"] == pytest.approx(float(np.mean(a - b)))
+    assert r["ci_low"] <= r["diff"] <= r["ci_high"] and r["ci_low"] > 0
+    assert r["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue) and r["t_p"] < 1e-6
+    assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a - b).pvalue)
+    # The same seed gives the same interval; swapping the rows mirrors it.
+    assert compare.paired_stats(a, b, resamples=2000, seed=0) == r
+    mirrored = compare.paired_stats(b, a, resamples=2000, seed=0)
+    assert mirrored["diff"] == pytest.approx(-r["diff"]) and mirrored["ci_high"] == pytest.approx(-r["ci_low"])
+
+
+def test_identical_rows_show_no_difference():
+    a = np.array([0.1, 0.2, 0.0])
+    r = compare.paired_stats(a, a.copy(), resamples=100)
+    assert r["diff"] == 0 and r["ci_low"] == r["ci_high"] == 0 and r["t_p"] == r["wilcoxon_p"] == 1.0
+
+
+def test_cli_prints_every_metric_and_names_what_is_missing(store, capsys, monkeypatch):
+    folder, _ = store
+    monkeypatch.setattr(compare, "ROOT", folder)
+    assert compare.main(["--dataset", "toy", "--results", str(folder), "A", "B", "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "A (A) against B (B): 59 users, per-user means over seeds 1, 2" in out
+    for metric in ("ndcg@10", "precision@10", "recall@10"):
+        assert f"| {metric} |" in out
+    with pytest.raises(SystemExit):
+        compare.main(["--dataset", "toy", "--results", str(folder), "A", "Z"])
+    assert "has no row 'Z'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare.main(["--dataset", "toy", "--results", str(folder), "A", "C"])
+    assert "row 'C' has no per-user file" in capsys.readouterr().err
+
+
+def test_report_compares_each_language_model_default_with_its_stage1_and_the_best_other_row(tmp_path):
+    from benchmarks.report import comparison_table
+
+    rng = np.random.default_rng(2)
+    base = {f"u{i}": float(rng.uniform(0, 0.5)) for i in range(40)}
+    records = []
+    for label, model, valid, shift in (("GLTA", "GLTA", 0.30, 0.02), ("EASE", "EASE", 0.28, 0.0),
+                                       ("Pop", "Pop", 0.10, -0.1), ("LightGCN+", "LightGCN+", 0.29, 0.0)):
+        for seed in (1, 2):
+            record = {**_write_row(tmp_path, label, seed, {u: max(0.0, v + shift) for u, v in base.items()}),
+                      "model": model, "valid": {"ndcg@10": valid}, "test": {"ndcg@10": 0.0}}
+            if label == "GLTA":
+                record["per_user_stage1"] = _write_row(tmp_path, "GLTA-stage1", seed, base)["per_user"]
+            if label == "LightGCN+":
+                record["per_user"] = None  # an old record: not compared
+            records.append(record)
+    table = comparison_table(records, root=tmp_path, resamples=500)
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| GLTA | GLTA stage 1 | 1, 2 | 40 |") and "| +0.0200 |" in lines[2]
+    # EASE validates above Pop, so it is the row GLTA is measured against; the test figures play no part.
+    assert lines[3].startswith("| GLTA | EASE | 1, 2 | 40 |")
+    assert comparison_table([r for r in records if r["label"] != "GLTA"], root=tmp_path) == ""
