@@ -82,7 +82,8 @@ def test_softmax_lightgcn_trains_through_the_runner(tmp_path, monkeypatch):
 
 def _text_model(tiny_llm_path, tmp_path, dataset, **entries):
     config = Config("TextLightGCN", "ml-100k", config_dict={
-        "state": "WARNING", "llm_path": tiny_llm_path, "llm_cache_dir": str(tmp_path), **entries})
+        "state": "WARNING", "text_encoder": "backbone", "llm_path": tiny_llm_path, "llm_cache_dir": str(tmp_path),
+        **entries})
     init_seed(config["seed"], config["reproducibility"])
     return TextLightGCN(config, dataset)
 
@@ -115,9 +116,9 @@ def test_text_lightgcn_id_sides_add_their_tables(tiny_llm_path, tmp_path, ml100k
 
 
 @pytest.mark.slow
-def test_text_lightgcn_trains_and_evaluates_through_the_runner(tiny_llm_path, tmp_path, monkeypatch):
+def test_text_lightgcn_trains_and_evaluates_on_minilm_through_the_runner(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = {"epochs": 2, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "state": "WARNING",
-           "llm_path": tiny_llm_path, "llm_cache_dir": str(tmp_path / "cache")}
+           "llm_cache_dir": str(tmp_path / "cache")}
     result = run_recbole_llm("TextLightGCN", "ml-100k", config_dict=run)
-    assert result["test_result"]["ndcg@10"] > 0.05
+    assert result["test_result"]["ndcg@10"] > 0.05  # the stock-model threshold in test_runner.py
