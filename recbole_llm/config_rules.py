@@ -92,6 +92,8 @@ RULES = {
     "llm_num_layers": count(optional=True), "lora_r": count(0, optional=True), "lora_alpha": positive(),
     "lora_dropout": Rule(float, 0, 1, open_high=True),
     "gradient_accumulation_steps": count(optional=True),
+    # The LightGCN family's softmax loss
+    "softmax_negatives": count(0), "softmax_tau": positive(),
     # Stage 1 of GLTA and GAL-Rec
     "graph_epochs": count(), "graph_learning_rate": positive(),
     # GLTA's stages 2 and 3

@@ -100,7 +100,7 @@ def test_rlmrec_con_without_alignment_is_lightgcn_and_with_it_adds_a_term(traine
     recommendation, alignment = con.calculate_loss(batch)
     assert alignment > 0 and alignment.requires_grad
     # RLMRec's LightGCN sums its L + 1 layers where FastLightGCN averages them (same ranking).
-    lightgcn_loss = lightgcn.bpr_reg_loss(batch, *((con.n_layers + 1) * e for e in lightgcn.forward()))
+    lightgcn_loss = lightgcn.ranking_reg_loss(batch, *((con.n_layers + 1) * e for e in lightgcn.forward()))
     con.kd_weight = 0.0
     try:
         assert sum(con.calculate_loss(batch)) == lightgcn_loss

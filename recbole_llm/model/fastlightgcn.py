@@ -6,12 +6,14 @@ Reference:
 """
 
 import torch
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
-from recbole.model.loss import BPRLoss, EmbLoss
+from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
 from recbole_llm.model.graph import build_norm_adj, lightgcn_propagate, split_users_items
+from recbole_llm.model.ranking_loss import ranking_loss
 
 
 class FastLightGCN(GeneralRecommender):
@@ -23,6 +25,10 @@ class FastLightGCN(GeneralRecommender):
 
     It is also the graph stage other plugin models reuse: ``forward()`` returns the final
     (user, item) embeddings of the whole graph.
+
+    ``graph_loss: softmax`` trains it with InfoNCE over many negatives instead of BPR
+    (``ranking_loss.py``); it then scores by cosine similarity, as it trained, so ``forward()``
+    returns unit-norm embeddings. With the default ``bpr`` it is RecBole's LightGCN.
     """
 
     input_type = InputType.PAIRWISE
@@ -38,7 +44,7 @@ class FastLightGCN(GeneralRecommender):
         # Same creation order as RecBole's LightGCN, so a seed gives the same initial weights.
         self.user_embedding = torch.nn.Embedding(num_embeddings=self.n_users, embedding_dim=self.latent_dim)
         self.item_embedding = torch.nn.Embedding(num_embeddings=self.n_items, embedding_dim=self.latent_dim)
-        self.mf_loss = BPRLoss()
+        self.mf_loss = ranking_loss(config, self.n_items)
         self.reg_loss = EmbLoss()
 
         # Full-sort evaluation reuses one propagation for all users; calculate_loss clears it.
@@ -55,33 +61,37 @@ class FastLightGCN(GeneralRecommender):
         return torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
 
     def forward(self):
-        """Final embeddings of all users and all items: ((n_users, d), (n_items, d))."""
+        """Final embeddings of all users and all items, ((n_users, d), (n_items, d)), whose dot products score.
+
+        Under the softmax loss they are the propagated embeddings scaled to unit norm (cosine scores).
+        """
         all_embeddings = lightgcn_propagate(self.norm_adj_matrix, self.get_ego_embeddings(), self.n_layers)
-        return split_users_items(all_embeddings, self.n_users, self.n_items)
+        user_all, item_all = split_users_items(all_embeddings, self.n_users, self.n_items)
+        if self.mf_loss.cosine:
+            return F.normalize(user_all, dim=1), F.normalize(item_all, dim=1)
+        return user_all, item_all
 
     def calculate_loss(self, interaction):
         self.restore_user_e, self.restore_item_e = None, None
-        return self.bpr_reg_loss(interaction, *self.forward())
+        return self.ranking_reg_loss(interaction, *self.forward())
 
-    def bpr_reg_loss(self, interaction, user_all_embeddings, item_all_embeddings):
-        """BPR on the given final embeddings plus the L2 term; models adding a loss to LightGCN's call it."""
+    def ranking_reg_loss(self, interaction, user_all_embeddings, item_all_embeddings):
+        """The ranking loss (``graph_loss``) on the given final embeddings plus the L2 term.
+
+        Models adding a loss to LightGCN's call it.
+        """
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
-
-        u_embeddings = user_all_embeddings[user]
-        pos_scores = torch.mul(u_embeddings, item_all_embeddings[pos_item]).sum(dim=1)
-        neg_scores = torch.mul(u_embeddings, item_all_embeddings[neg_item]).sum(dim=1)
-        mf_loss = self.mf_loss(pos_scores, neg_scores)
+        mf_loss = self.mf_loss(user_all_embeddings[user], pos_item, neg_item, item_all_embeddings)
 
         # L2 on the layer-0 embeddings of the batch, as in the paper and in RecBole.
-        reg_loss = self.reg_loss(
-            self.user_embedding(user),
-            self.item_embedding(pos_item),
-            self.item_embedding(neg_item),
-            require_pow=self.require_pow,
-        )
+        reg_loss = self.reg_loss(*self.layer0_rows(user, (pos_item, neg_item)), require_pow=self.require_pow)
         return mf_loss + self.reg_weight * reg_loss
+
+    def layer0_rows(self, user, items):
+        """The layer-0 embeddings the L2 term reads: the batch's users, then each tensor of item ids in ``items``."""
+        return [self.user_embedding(user)] + [self.item_embedding(i) for i in items]
 
     def predict(self, interaction):
         user_all_embeddings, item_all_embeddings = self.forward()

@@ -45,7 +45,7 @@ class RLMRecCon(RLMRecLightGCN):
     def calculate_loss(self, interaction):
         self.restore_user_e, self.restore_item_e = None, None
         user_all_embeddings, item_all_embeddings = self.forward()
-        recommendation_loss = self.bpr_reg_loss(interaction, user_all_embeddings, item_all_embeddings)
+        recommendation_loss = self.ranking_reg_loss(interaction, user_all_embeddings, item_all_embeddings)
 
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]

@@ -89,7 +89,7 @@ class RLMRecGen(RLMRecLightGCN):
         nodes = self.masked_nodes(interaction)
         ego_embeddings = self.mask(self.get_ego_embeddings(), nodes)
         all_embeddings = self.propagate(ego_embeddings)
-        recommendation_loss = self.bpr_reg_loss(interaction, *split_users_items(all_embeddings, self.n_users, self.n_items))
+        recommendation_loss = self.ranking_reg_loss(interaction, *split_users_items(all_embeddings, self.n_users, self.n_items))
 
         reconstruction_loss = info_nce(self.profile_decoder(all_embeddings[nodes]), self.node_profiles(nodes),
                                        temperature=self.kd_temperature)

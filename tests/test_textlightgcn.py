@@ -1,0 +1,124 @@
+"""The softmax ranking loss of the LightGCN family, and TextLightGCN (text in, LightGCN, softmax)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from recbole.data import data_preparation
+from recbole.utils import init_seed
+
+from recbole_llm.config import Config
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.ranking_loss import SoftmaxLoss
+from recbole_llm.model.textlightgcn import TextLightGCN
+from recbole_llm.quick_start import run_recbole_llm
+from recbole_llm.utils import create_dataset
+
+
+def _cosine_logits(user_e, item_e, tau):
+    return F.normalize(user_e, dim=1) @ F.normalize(item_e, dim=1).T / tau
+
+
+def test_full_softmax_is_cross_entropy_over_every_real_item():
+    torch.manual_seed(0)
+    user_e, item_e = torch.randn(4, 8), torch.randn(7, 8)
+    pos = torch.tensor([1, 6, 3, 3])
+    loss = SoftmaxLoss(n_items=7, n_negatives=0, tau=0.2)(user_e, pos, None, item_e)
+    logits = _cosine_logits(user_e, item_e, 0.2)[:, 1:]  # item 0 is RecBole's padding
+    torch.testing.assert_close(loss, F.cross_entropy(logits, pos - 1))
+    assert SoftmaxLoss(7, 6, 0.2).full_catalogue() and not SoftmaxLoss(7, 5, 0.2).full_catalogue()
+
+
+def test_sampled_softmax_masks_a_negative_that_is_the_rows_positive():
+    torch.manual_seed(0)
+    user_e, item_e = torch.randn(3, 8), torch.randn(50, 8)
+    pos = torch.tensor([1, 2, 4])
+    torch.manual_seed(1)
+    loss = SoftmaxLoss(n_items=50, n_negatives=20, tau=0.5)(user_e, pos, None, item_e)
+    torch.manual_seed(1)
+    negatives = torch.randint(1, 50, (20,)).tolist()  # the loss's own draw
+    assert any(n in negatives for n in pos.tolist())  # the draw does hit a positive
+    logits = _cosine_logits(user_e, item_e, 0.5)
+    expected = []
+    for row, positive in enumerate(pos.tolist()):
+        kept = [n for n in negatives if n != positive]
+        row_logits = torch.cat([logits[row, positive].view(1), logits[row, kept]])
+        expected.append(-torch.log_softmax(row_logits, dim=0)[0])
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+
+
+@pytest.fixture(scope="module")
+def ml100k_train(tmp_path_factory):
+    config = Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING"})
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    return train_data._dataset
+
+
+def test_an_unknown_graph_loss_is_a_config_error(ml100k_train):
+    config = Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING", "graph_loss": "hinge"})
+    with pytest.raises(ConfigValueError, match="graph_loss='hinge'.*Fix: set graph_loss to one of bpr, softmax"):
+        FastLightGCN(config, ml100k_train)
+
+
+def test_softmax_lightgcn_scores_by_cosine(ml100k_train):
+    config = Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING", "graph_loss": "softmax"})
+    model = FastLightGCN(config, ml100k_train)
+    user_e, item_e = model.forward()
+    torch.testing.assert_close(user_e[1:].norm(dim=1), torch.ones(model.n_users - 1))
+    torch.testing.assert_close(item_e[1:].norm(dim=1), torch.ones(model.n_items - 1))
+    bpr = FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING"}), ml100k_train)
+    assert not torch.allclose(bpr.forward()[1][1:].norm(dim=1), torch.ones(bpr.n_items - 1))
+
+
+@pytest.mark.slow
+def test_softmax_lightgcn_trains_through_the_runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quiet = {"epochs": 2, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "state": "WARNING",
+             "graph_loss": "softmax"}
+    result = run_recbole_llm("FastLightGCN", "ml-100k", config_dict=quiet)
+    assert result["test_result"]["ndcg@10"] > 0.05  # the stock-model threshold in test_runner.py
+
+
+def _text_model(tiny_llm_path, tmp_path, dataset, **entries):
+    config = Config("TextLightGCN", "ml-100k", config_dict={
+        "state": "WARNING", "text_encoder": "backbone", "llm_path": tiny_llm_path, "llm_cache_dir": str(tmp_path),
+        **entries})
+    init_seed(config["seed"], config["reproducibility"])
+    return TextLightGCN(config, dataset)
+
+
+def test_text_lightgcn_has_no_id_tables_and_users_are_the_mean_of_their_items(tiny_llm_path, tmp_path, ml100k_train):
+    model = _text_model(tiny_llm_path, tmp_path, ml100k_train)
+    names = [name for name, _ in model.named_parameters()]
+    assert names and all(name.startswith("text_mlp.") for name in names)
+    matrix = ml100k_train.inter_matrix(form="csr")
+    user = 5
+    items = sorted(set(matrix.indices[matrix.indptr[user]:matrix.indptr[user + 1]].tolist()))
+    torch.testing.assert_close(model.user_text[user], model.item_text[items].mean(dim=0))
+    assert model.mf_loss.cosine  # TextLightGCN.yaml: the softmax loss by default
+
+    users = torch.tensor([1, 2, 3])
+    pos, neg = torch.tensor([4, 5, 6]), torch.tensor([7, 8, 9])
+    interaction = {model.USER_ID: users, model.ITEM_ID: pos, model.NEG_ITEM_ID: neg}
+    model.calculate_loss(interaction).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_text_lightgcn_id_sides_add_their_tables(tiny_llm_path, tmp_path, ml100k_train):
+    model = _text_model(tiny_llm_path, tmp_path, ml100k_train, text_user_side="id", text_item_id=True)
+    assert model.user_embedding.weight.shape == (model.n_users, model.latent_dim)
+    assert model.item_embedding.weight.shape == (model.n_items, model.latent_dim)
+    layer0 = model.get_ego_embeddings()
+    torch.testing.assert_close(layer0[: model.n_users], model.user_embedding.weight)
+    with pytest.raises(ConfigValueError, match="text_user_side='both'"):
+        _text_model(tiny_llm_path, tmp_path, ml100k_train, text_user_side="both")
+
+
+@pytest.mark.slow
+def test_text_lightgcn_trains_and_evaluates_on_minilm_through_the_runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = {"epochs": 2, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "state": "WARNING",
+           "llm_cache_dir": str(tmp_path / "cache")}
+    result = run_recbole_llm("TextLightGCN", "ml-100k", config_dict=run)
+    assert result["test_result"]["ndcg@10"] > 0.05  # the stock-model threshold in test_runner.py
