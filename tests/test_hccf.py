@@ -21,6 +21,7 @@ from recbole_llm.utils import create_dataset, get_model, get_trainer
 def base(tiny_llm_path, tmp_path_factory):
     return {
         "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
+        "text_encoder": "backbone",  # the tiny Llama embeds the texts: fast, offline (MiniLM: tests/test_text_encoder.py)
         "epochs": 3, "train_batch_size": 8192, "stopping_step": 100, "show_progress": False, "state": "WARNING",
         "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
     }

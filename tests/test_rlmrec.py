@@ -27,6 +27,7 @@ TEXT_BUFFERS = {
 def base(tiny_llm_path, tmp_path_factory):
     return {
         "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path_factory.mktemp("cache")),
+        "text_encoder": "backbone",  # the tiny Llama embeds the texts: fast, offline (MiniLM: tests/test_text_encoder.py)
         "epochs": 3, "eval_step": 3, "learning_rate": 0.005,
         "show_progress": False, "state": "WARNING", "checkpoint_dir": str(tmp_path_factory.mktemp("ckpt")),
     }

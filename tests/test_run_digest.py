@@ -19,9 +19,12 @@ from recbole_llm.trainer.run_state import run_digest, with_entries
 
 DATA = "../shared/datasets"
 
+# The text baselines' digests changed on purpose when they gained text_encoder (minilm by default):
+# their text vectors, and so their training, differ from the backbone's, so they must not resume
+# a folder of a run on the backbone's vectors.
 RUN_DIGESTS = {
-    "BPR": "6e1db68005f1", "LightGCN": "c6a2c4d61655", "SASRec": "802535d4ed53", "LightGCNPlus": "15ae629124f8",
-    "HCCF": "9eed387f1a9a", "HCCFPlus": "d8a6009ae748", "RLMRecCon": "42dd38fc55fb", "RLMRecGen": "fbba21b85f1e",
+    "BPR": "6e1db68005f1", "LightGCN": "c6a2c4d61655", "SASRec": "802535d4ed53", "LightGCNPlus": "d24292d98592",
+    "HCCF": "9eed387f1a9a", "HCCFPlus": "10dc4ead709e", "RLMRecCon": "fb2f553eac5a", "RLMRecGen": "30060901310b",
     "FastLightGCN": "854b22ce3d03",
 }
 # (model, dataset): (run digest, stage-1 cache digest). The run digests changed on purpose when
