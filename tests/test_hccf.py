@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow  # HCCF and HCCF+ train three epochs on ml-100k
 
 @pytest.fixture(scope="module")
 def base(llm_base):
-    return {**llm_base, "epochs": 3, "train_batch_size": 8192, "stopping_step": 100}
+    # The tiny Llama embeds the texts: fast, offline (MiniLM: tests/test_text_encoder.py).
+    return {**llm_base, "text_encoder": "backbone", "epochs": 3, "train_batch_size": 8192, "stopping_step": 100}
 
 
 def build(name, config_dict):

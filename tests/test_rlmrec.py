@@ -25,7 +25,8 @@ TEXT_BUFFERS = {
 
 @pytest.fixture(scope="module")
 def base(llm_base):
-    return {**llm_base, "epochs": 3, "eval_step": 3, "learning_rate": 0.005}
+    # The tiny Llama embeds the texts: fast, offline (MiniLM: tests/test_text_encoder.py).
+    return {**llm_base, "text_encoder": "backbone", "epochs": 3, "eval_step": 3, "learning_rate": 0.005}
 
 
 @pytest.fixture(scope="module")
