@@ -76,3 +76,7 @@ on_core 0 --seeds 2020,2021,2022 --models EASE --replace
 # of each sequence (the full history of 95% of users; see the notes). Resumes after a kill.
 on_core 0 --seeds 2020 --models "SASRec[MAX_ITEM_LIST_LENGTH=20]"
 python benchmarks/run.py --dataset amazon-beauty --protocol "$P" --report-only
+# The ranking loss and the text-aware graph stage, chosen on validation (seed 2020) before seeds confirm:
+# LightGCN with the softmax loss (so a gain from the loss is credited to the loss), TextLightGCN on
+# MiniLM vectors without and with an item ID beside the text. First curves: benchmarks/notes/amazon-beauty.md.
+on_core 0 --seeds 2020 --models "FastLightGCN[graph_loss=softmax,learning_rate=0.005],TextLightGCN[learning_rate=0.005],TextLightGCN[text_item_id=True,learning_rate=0.005]"
