@@ -44,4 +44,4 @@ def test_text_embeddings_show_one_bar_and_one_closing_line(tiny_llm_path, capsys
         embed_texts(texts, {"llm_path": tiny_llm_path, "show_progress": True}, batch_size=2)
     bar = capsys.readouterr().err
     assert "Text embeddings" in bar and "3/3" in bar and "text/s" in bar  # count, rate and ETA of tqdm
-    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Embedded")] == ["Embedded 3 texts in 0 s"]
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Embedded")] == ["Embedded 3 texts with backbone in 0 s"]
