@@ -5,6 +5,7 @@ This module sits below everything else (it imports only ``checkpoint``, which im
 ``errors``), so the registry (``utils.py``), the trainers and the data transforms can all use it without an import circle.
 """
 
+import copy
 import functools
 import os
 import tempfile
@@ -54,6 +55,13 @@ def atomic_write_text(path, text):
 def atomic_save(obj, path):
     """``torch.save`` through ``atomic_write``."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def with_entries(config, **entries):
+    """A shallow copy of ``config`` with ``entries`` set (the original is left as it is)."""
+    changed = copy.copy(config)
+    changed.final_config_dict = {**config.final_config_dict, **entries}
+    return changed
 
 
 @functools.cache

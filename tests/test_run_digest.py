@@ -1,7 +1,9 @@
 """The run folders and the stage-1 cache are named by digests of the config. The rules: a key stage 1
 reads changes both; a key only the later stages read changes the run digest alone; a budget key
-changes no run digest, so a longer run resumes a shorter one. One guard keeps the stage-1 cache key
-of the default GLTA and GAL-Rec configs as it was, so the caches that runs already left stay valid.
+changes no run digest, so a longer run resumes a shorter one; the stage-1 options (graph model, loss,
+text) change the cache only where stage 1 reads them; the id control's stage 1 is the ID graph with
+the same loss. One guard keeps the stage-1 cache key of the default GLTA and GAL-Rec configs as it
+was, so the caches that runs already left stay valid.
 """
 
 import os
@@ -9,12 +11,12 @@ import os
 import pytest
 
 from recbole_llm.config import Config
-from recbole_llm.helpers import property_keys
+from recbole_llm.helpers import property_keys, with_entries
 from recbole_llm.model.galrec import GALRec
 from recbole_llm.model.glta import GLTA
-from recbole_llm.model.graph_stage import HOLDOUT_KEYS, GraphLMRecommender
+from recbole_llm.model.graph_stage import HOLDOUT_KEYS, GraphLMRecommender, stage1_options
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
-from recbole_llm.trainer.run_state import BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest, with_entries
+from recbole_llm.trainer.run_state import BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest
 
 DATA = "../shared/datasets"
 MODELS = {"GLTA": GLTA, "GALRec": GALRec}
@@ -77,13 +79,43 @@ def test_glta_and_galrec_read_one_stage_1_block():
 
 def test_a_key_stage_1_reads_changes_the_run_and_the_cache(default):
     model, built, (run, cache, holdout) = default
-    for key in GraphLMRecommender.stage1_keys() - {"graph_checkpoint", "graph_cache", "graph_cache_dir"}:
+    for key in GraphLMRecommender.stage1_keys() - {"graph_checkpoint", "graph_cache", "graph_cache_dir"} - stage1_options():
         changed = digests(with_entries(built, **{key: other(built[key])}), model)
         assert changed[0] != run and changed[1] != cache and changed[2] != holdout, key
     # So do the data, the split and the seed, which no property file of the model names.
     for key, value in [("seed", 7), ("eval_args", {**built["eval_args"], "order": "TO"})]:
         changed = digests(with_entries(built, **{key: value}), model)
         assert changed[0] != run and changed[1] != cache, key
+
+
+def test_the_stage_1_options_change_the_cache_only_where_stage_1_reads_them(default):
+    model, built, (run, cache, holdout) = default
+    options = GraphLMRecommender.stage1_keys() & stage1_options()
+    assert {"graph_model", "graph_loss", "softmax_negatives", "softmax_tau", "text_user_side", "text_item_id"} <= options
+    # The papers' stage 1 (FastLightGCN with BPR) reads none of the loss's or the text's keys.
+    for key in sorted(options - {"graph_model", "graph_loss"}):
+        changed = digests(with_entries(built, **{key: other(built[key])}), model)
+        assert changed[0] != run and changed[1] == cache and changed[2] == holdout, key
+    # A text stage 1 trained with the softmax reads them all, and text_max_tokens, which no file of the
+    # model names; its text is MiniLM's whatever text_encoder gives GAL-Rec's item tokens.
+    text = with_entries(built, graph_model="TextLightGCN", graph_loss="softmax")
+    _, text_cache, text_holdout = digests(text, model)
+    assert text_cache != cache and text_holdout != holdout
+    for key in sorted(options - {"graph_model"} | {"text_max_tokens"}):
+        changed = digests(with_entries(text, **{key: other(text[key])}), model)
+        assert changed[1] != text_cache and changed[2] != text_holdout, key
+    assert digests(with_entries(text, text_encoder="backbone"), model)[1] == text_cache
+
+
+def test_the_id_controls_stage_1_is_the_id_graph_with_the_same_loss(default):
+    model, built, (run, cache, holdout) = default
+    text = with_entries(built, graph_model="TextLightGCN", graph_loss="softmax", softmax_tau=0.2)
+    ids = with_entries(text, graph_model="FastLightGCN")
+    control = with_entries(text, id_control=True)
+    assert digests(control, model)[1:] == digests(ids, model)[1:] != digests(text, model)[1:]
+    assert digests(control, model)[0] not in (digests(ids, model)[0], digests(text, model)[0])
+    # The default's id control keeps the default's stage 1.
+    assert digests(with_entries(built, id_control=True), model)[1:] == (cache, holdout)
 
 
 def test_a_later_stage_key_changes_the_run_but_not_the_cache(default):

@@ -27,8 +27,9 @@ class FastLightGCN(GeneralRecommender):
     (user, item) embeddings of the whole graph.
 
     ``graph_loss: softmax`` trains it with InfoNCE over many negatives instead of BPR
-    (``ranking_loss.py``); it then scores by cosine similarity, as it trained, so ``forward()``
-    returns unit-norm embeddings. With the default ``bpr`` it is RecBole's LightGCN.
+    (``ranking_loss.py``); it then scores by cosine similarity over the temperature, as it trained
+    (``scores``), so ``forward()`` returns unit-norm embeddings. With the default ``bpr`` it is
+    RecBole's LightGCN.
     """
 
     input_type = InputType.PAIRWISE
@@ -93,14 +94,19 @@ class FastLightGCN(GeneralRecommender):
         """The layer-0 embeddings the L2 term reads: the batch's users, then each tensor of item ids in ``items``."""
         return [self.user_embedding(user)] + [self.item_embedding(i) for i in items]
 
+    def scores(self, user_e, item_e):
+        """The ranking scores of final user embeddings ``user_e`` (B, d) over final item embeddings ``item_e``
+        (n, d): dot products, divided by ``softmax_tau`` under the softmax (the logits it trains with)."""
+        return self.mf_loss.logits(user_e @ item_e.T)
+
     def predict(self, interaction):
         user_all_embeddings, item_all_embeddings = self.forward()
         u_embeddings = user_all_embeddings[interaction[self.USER_ID]]
         i_embeddings = item_all_embeddings[interaction[self.ITEM_ID]]
-        return torch.mul(u_embeddings, i_embeddings).sum(dim=1)
+        return self.mf_loss.logits(torch.mul(u_embeddings, i_embeddings).sum(dim=1))
 
     def full_sort_predict(self, interaction):
         if self.restore_user_e is None or self.restore_item_e is None:
             self.restore_user_e, self.restore_item_e = self.forward()
         u_embeddings = self.restore_user_e[interaction[self.USER_ID]]
-        return torch.matmul(u_embeddings, self.restore_item_e.transpose(0, 1)).view(-1)
+        return self.scores(u_embeddings, self.restore_item_e).view(-1)

@@ -9,7 +9,8 @@ every output is a real item and full ranking is one matrix product. Three stages
 ``GLTATrainer`` one after another, each checkpointed and resumable:
 
 1. Graph pretraining: LightGCN with BPR on the training interactions (``FastLightGCN``), or the
-   embeddings of an existing LightGCN checkpoint (``graph_checkpoint``); frozen afterwards.
+   embeddings of an existing LightGCN checkpoint (``graph_checkpoint``); frozen afterwards. Beyond
+   the paper, ``graph_model: TextLightGCN`` and ``graph_loss: softmax`` (``model/graph_stage.py``).
 2. Item-text alignment: prompts hold m item descriptions in a random order and the m item tokens
    P_i(E_i) in another; output slot t must name the item whose description stands t-th. Trains the
    item projector, the output slots and the GLLM head.
@@ -28,6 +29,8 @@ run on the default CPU backbone, ranked below the LightGCN it starts from; resul
   candidate for the best checkpoint (``model/graph_stage.py``).
 - ``lm_holdout_ratio``: stage 3's targets are interactions held out of the graph the LM reads, and
   its prompt history is the user's other training items (``model/graph_stage.py``).
+- ``id_control``: the id control, GLTA with text removed everywhere: stage 1 on IDs, no stage 2 (it
+  reads descriptions), no profile or prediction texts.
 - ``max_history: 40``: prompts show up to 40 training items (the paper states no number; its path
   here keeps 20). With the residual fusion the longer history is what ranks above stage 1
   (benchmarks/notes/ml-100k.md).
@@ -74,8 +77,6 @@ class GLTA(GraphLMRecommender):
         self.item_alignment_items = config["item_alignment_items"]
         self.user_alignment_targets = config["user_alignment_targets"]
         self.max_history = config["max_history"]
-        self.use_profile = config["use_profile"]
-        self.use_prediction = config["use_prediction"]
         self.lora = (config["lora_r"] or 0) > 0
 
         # Stage 1: the graph, and its frozen final embeddings once trained. With lm_holdout_ratio a
@@ -83,6 +84,11 @@ class GLTA(GraphLMRecommender):
         # stage 3 then learns to predict exactly what that graph did not see.
         d = self._build_graph(config, dataset)
         self._build_holdout_graph(config, dataset)
+        # Where text enters beside stage 1: stage 2 reads item descriptions, the prompts' optional user
+        # texts are generated from them. The id control (id_control) has none of them.
+        self.item_alignment = self.reads_text(config, "item_alignment")
+        self.use_profile = self.reads_text(config, "use_profile")
+        self.use_prediction = self.reads_text(config, "use_prediction")
 
         # The language model and what is trained around it.
         self.llm, self.tokenizer = load_backbone(config)
@@ -101,7 +107,7 @@ class GLTA(GraphLMRecommender):
                                             keys=("user_alignment_system", "user_alignment_prompt"))
         self.prompts = PromptBuilder(self.tokenizer, self.llm.get_input_embeddings(), add_bos=not self.user_template.adds_bos)
 
-        self.descriptions = item_descriptions(dataset)
+        self.descriptions = item_descriptions(dataset) if self.item_alignment or self.use_profile or self.use_prediction else None
         history = dataset.inter_matrix(form="csr").astype(np.float32)
         self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
         # Inference history: a fixed random subset per user, the same in every evaluation.
@@ -200,7 +206,7 @@ class GLTA(GraphLMRecommender):
         return F.cross_entropy(logits.reshape(-1, self.n_items), targets.to(logits.device).reshape(-1), ignore_index=-100)
 
     def calculate_loss(self, interaction):
-        """The graph stage's BPR loss: what RecBole's plain Trainer would train."""
+        """The graph stage's ranking loss (``graph_loss``): what RecBole's plain Trainer would train."""
         return self.graph.calculate_loss(interaction)
 
     # ----- scoring ------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Stage 1 of GLTA and GAL-Rec: a LightGCN trained on the interaction graph, then frozen; and the
 GLLM head's scores over the frozen graph's item tokens, which both models rank all items by.
 
-Both models keep the graph (``FastLightGCN``) as a submodule so that stage 1 trains through
-RecBole's pairwise batches, and its final embeddings as buffers that every later stage reads.
+Both models keep the graph (``graph_model``: ``FastLightGCN``, the papers' LightGCN over IDs, or
+``TextLightGCN``, over item text) as a submodule so that stage 1 trains through RecBole's pairwise
+batches, and its final embeddings as buffers that every later stage reads. Stage 1's scores are the
+graph model's own (``FastLightGCN.scores``: dot products, or cosine / ``softmax_tau`` under the softmax).
 
 Additions beyond the papers, each a config key (``properties/glta-paper.yaml`` and
 ``galrec-paper.yaml`` turn them off):
@@ -17,25 +19,89 @@ Additions beyond the papers, each a config key (``properties/glta-paper.yaml`` a
 - ``ordered_context``: under ``order: TO`` the held-out interactions are each user's most recent,
   and the models show a user's latest training items (``self.sequences``, ``latest``) and predict
   what follows, as leave-one-out evaluation asks.
+- ``id_control``: the model with text removed everywhere, the control that measures what text and the
+  language model add: stage 1 on IDs (``FastLightGCN`` with the same loss), and no text in any token
+  or prompt (each model turns its own text switches off through ``reads_text``).
 """
 
 import contextlib
+import functools
+from pathlib import Path
 
+import recbole
 import torch
+import yaml
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_llm.data.holdout import holdout_mask
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.helpers import property_keys
+from recbole_llm.helpers import property_keys, with_entries
 from recbole_llm.llm import LLM_KEYS
 from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.model.frozen_backbone import FrozenBackboneMixin
 from recbole_llm.model.score_fusion import score_fusion
+from recbole_llm.model.textlightgcn import TextLightGCN
 
 # The keys that choose the held-out interactions: only the holdout graph's stage-1 cache depends on them.
 HOLDOUT_KEYS = frozenset({"lm_holdout_ratio", "ordered_context"})
+# What ``graph_model`` may name: LightGCN over IDs (the papers' stage 1), or over item text.
+GRAPH_MODELS = {model.__name__: model for model in (FastLightGCN, TextLightGCN)}
+# The entries stage 1 reads under names of its own; the language-model stages read the plain ones.
+STAGE1_NAMES = {"epochs": "graph_epochs", "learning_rate": "graph_learning_rate"}
+# Stage 1 embeds item text with MiniLM, as TextLightGCN alone does, whatever ``text_encoder`` gives GAL-Rec's
+# item tokens: with the backbone's states stage 1 would depend on the backbone's keys, which its cache ignores.
+STAGE1_TEXT_ENCODER = "minilm"
+
+
+def id_control(config):
+    """``id_control`` as a bool: the model with text removed everywhere (see the module's docstring)."""
+    value = config["id_control"]
+    if value not in (None, True, False):
+        raise ConfigValueError(f"id_control={value!r} is not a boolean. Fix: set it to True (the model without "
+                               "any text, its id control) or False.")
+    return bool(value)
+
+
+def stage1_config(config):
+    """The config stage 1's graph is built and trained from: the run's, with ``graph_epochs`` and
+    ``graph_learning_rate`` as ``epochs`` and ``learning_rate``, MiniLM as ``text_encoder``, and under
+    ``id_control`` ``FastLightGCN`` as ``graph_model`` (the same loss on IDs)."""
+    entries = {name: config[own] for name, own in STAGE1_NAMES.items()}
+    entries["text_encoder"] = STAGE1_TEXT_ENCODER
+    if id_control(config):
+        entries["graph_model"] = FastLightGCN.__name__
+    return with_entries(config, **entries)
+
+
+def graph_model_class(config):
+    """The stage-1 graph class ``graph_model`` names (``~``: FastLightGCN)."""
+    name = config["graph_model"] or FastLightGCN.__name__
+    if name not in GRAPH_MODELS:
+        raise ConfigValueError(f"graph_model={name!r} is not a stage-1 graph model. "
+                               f"Fix: set graph_model to one of {', '.join(GRAPH_MODELS)}.")
+    return GRAPH_MODELS[name]
+
+
+@functools.cache
+def stage1_options():
+    """``graph_model`` and the keys the stage-1 graph models read beyond what RecBole's LightGCN reads (its
+    property file and RecBole's overall one): the loss's and the text's, from their property files."""
+    recbole_dir = Path(recbole.__file__).resolve().parent / "properties"
+    lightgcn = set()
+    for path in (recbole_dir / "overall.yaml", recbole_dir / "model" / "LightGCN.yaml"):
+        lightgcn |= set(yaml.safe_load(path.read_text(encoding="utf-8")) or ())
+    added = frozenset().union(*(property_keys(name) for name in GRAPH_MODELS)) - lightgcn
+    return added | {"graph_model"}
+
+
+def unread_stage1_options(stage1):
+    """The ``stage1_options`` stage 1 does not read under the effective stage-1 config ``stage1``: all of them
+    for the papers' stage 1 (FastLightGCN with BPR), none otherwise. They stay out of the stage-1 cache key,
+    so runs made before those keys existed keep their cache."""
+    papers = (stage1["graph_model"] or FastLightGCN.__name__) == FastLightGCN.__name__ and (stage1["graph_loss"] or "bpr") == "bpr"
+    return stage1_options() if papers else frozenset()
 
 
 def latest(sequence, n, end=None):
@@ -89,9 +155,15 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         """The language model's scores of every item for ``users`` [B, n_items], before the fusion."""
         raise NotImplementedError
 
+    def reads_text(self, config, key):
+        """The boolean text switch ``key`` of the model (e.g. ``use_item_text``), off under ``id_control``."""
+        return bool(config[key]) and not self.id_control
+
     def _build_graph(self, config, dataset):
-        """Create the stage-1 LightGCN and the (zero until frozen) buffers; returns the embedding size."""
-        self.graph = FastLightGCN(config, dataset)
+        """Create the stage-1 graph (``graph_model``) and the (zero until frozen) buffers; returns the embedding size."""
+        self.id_control = id_control(config)
+        self.stage1_config = stage1_config(config)
+        self.graph = graph_model_class(self.stage1_config)(self.stage1_config, dataset)
         d = config["embedding_size"]
         self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
         self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
@@ -119,7 +191,7 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         if not held.any():
             return held
         self.holdout_dataset = dataset.copy(dataset.inter_feat[~held])
-        self.holdout_graph = FastLightGCN(config, self.holdout_dataset)
+        self.holdout_graph = type(self.graph)(self.stage1_config, self.holdout_dataset)
         d = config["embedding_size"]
         # The full graph's embeddings, for the fused score at inference (the LM reads the holdout graph's).
         self.register_buffer("user_score_embedding", torch.zeros(self.n_users, d))
@@ -146,7 +218,7 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         Items are then described to the language model by P_i(E_i) + P_t(text_i) (``item_token``), so
         an item with few interactions, whose graph embedding says little, still has a meaningful token.
         """
-        self.use_item_text = bool(config["use_item_text"])
+        self.use_item_text = self.reads_text(config, "use_item_text")
         if not self.use_item_text:
             return 0
         # Recomputed from the on-disk cache when a model is built, so no checkpoint carries it.
@@ -186,11 +258,12 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         return self.score_fusion.record()
 
     def stage1_scores(self, users, training=False):
-        """Stage 1's e_u·E_iᵀ of ``users`` over all items: in training, of the graph the LM reads;
-        otherwise of the LightGCN of all training interactions (the ranking the fused model starts from)."""
+        """Stage 1's scores of ``users`` over all items, as the graph model scores (``FastLightGCN.scores``): in
+        training, of the graph the LM reads; otherwise of the LightGCN of all training interactions (the
+        ranking the fused model starts from)."""
         if training or self.holdout_graph is None:
-            return self.user_graph_embedding[users] @ self.item_graph_embedding.t()
-        return self.user_score_embedding[users] @ self.item_score_embedding.t()
+            return self.graph.scores(self.user_graph_embedding[users], self.item_graph_embedding)
+        return self.graph.scores(self.user_score_embedding[users], self.item_score_embedding)
 
     @contextlib.contextmanager
     def scoring_from(self, scores):

@@ -39,6 +39,10 @@ class BPR(nn.Module):
         super().__init__()
         self.bpr = BPRLoss()
 
+    def logits(self, scores):
+        """The model's ranking scores from its dot products: the dot products themselves."""
+        return scores
+
     def forward(self, user_e, pos_item, neg_item, item_all_e):
         pos_scores = torch.mul(user_e, item_all_e[pos_item]).sum(dim=1)
         neg_scores = torch.mul(user_e, item_all_e[neg_item]).sum(dim=1)
@@ -62,6 +66,11 @@ class SoftmaxLoss(nn.Module):
         self.n_negatives = n_negatives
         self.tau = tau
 
+    def logits(self, scores):
+        """The model's ranking scores from its dot products of unit-norm embeddings (cosines): cosine / tau,
+        the logits it trains with, so a score fused with other logits keeps its trained scale."""
+        return scores / self.tau
+
     def full_catalogue(self):
         return self.n_negatives <= 0 or self.n_negatives >= self.n_items - 1
 
@@ -77,11 +86,11 @@ class SoftmaxLoss(nn.Module):
         user_n = F.normalize(user_e, dim=1)
         items_n = F.normalize(item_all_e, dim=1)
         if self.full_catalogue():
-            logits = user_n @ items_n[1:].T / self.tau  # the padding item is no candidate
+            logits = self.logits(user_n @ items_n[1:].T)  # the padding item is no candidate
             return F.cross_entropy(logits, pos_item - 1)
         negatives = torch.randint(1, self.n_items, (self.n_negatives,), device=user_e.device)
-        pos_logit = (user_n * items_n[pos_item]).sum(dim=1, keepdim=True) / self.tau
-        neg_logits = user_n @ items_n[negatives].T / self.tau
+        pos_logit = self.logits((user_n * items_n[pos_item]).sum(dim=1, keepdim=True))
+        neg_logits = self.logits(user_n @ items_n[negatives].T)
         neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == pos_item.unsqueeze(1), float("-inf"))
         logits = torch.cat([pos_logit, neg_logits], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(pos_item))
@@ -91,7 +100,8 @@ def ranking_loss(config, n_items):
     """The loss module ``graph_loss`` names, ``BPR`` or ``SoftmaxLoss``.
 
     Both are called as ``loss(user_e, pos_item, neg_item, item_all_e)``; ``loss.cosine`` says
-    whether the model should score by cosine similarity.
+    whether the model should score by cosine similarity, and ``loss.logits`` turns its dot products
+    into its ranking scores.
     """
     name = config["graph_loss"] or "bpr"
     if name == "bpr":

@@ -26,7 +26,7 @@ class GLTATrainer(GraphStageTrainer):
 
     def _item_alignment_stage(self, dataset, show_progress):
         model, config = self.model, self.config
-        if not config["item_alignment"]:
+        if not model.item_alignment:  # off, or the id control (no descriptions to align with)
             model.init_head_from_item_tokens()
             return
         latest = self.run_dir / "stage2_item_alignment.pth"

@@ -38,18 +38,23 @@ from recbole.trainer import Trainer
 from recbole_llm.checkpoint import load_checkpoint
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
-from recbole_llm.model.graph_stage import HOLDOUT_KEYS
+from recbole_llm.model.graph_stage import HOLDOUT_KEYS, STAGE1_NAMES, stage1_config, unread_stage1_options
 from recbole_llm.model.score_fusion import FUSION_WEIGHTS
 from recbole_llm.trainer.accumulation import accumulate
-from recbole_llm.trainer.run_state import STAGE1_OVERRIDES, RunState, graph_digest, with_entries
+from recbole_llm.trainer.run_state import RunState, graph_digest
 
 
 def graph_cache_digest(config, model_class, holdout=False):
     """The stage-1 cache key of a run: its LightGCN of all training interactions (independent of
     ``lm_holdout_ratio`` and of ``ordered_context``, which choose the held-out interactions), or with
-    ``holdout`` the LightGCN without the held-out interactions."""
+    ``holdout`` the LightGCN without the held-out interactions.
+
+    It is the digest of the config stage 1 is built from (``stage1_config``: ``id_control`` already
+    turned into the graph model it trains), less the keys only later stages read, the plain names of
+    the entries stage 1 reads under its own, and the stage-1 options the papers' stage 1 does not read."""
+    stage1 = stage1_config(config)
     ignored = model_class.later_stage_keys() - (HOLDOUT_KEYS if holdout else set())
-    return graph_digest(config, ignored)
+    return graph_digest(stage1, ignored | STAGE1_NAMES.keys() | unread_stage1_options(stage1))
 
 
 def graph_cache_file(config, model_class, holdout=False):
@@ -174,11 +179,12 @@ class GraphStageTrainer(RunState, Trainer):
 
         ``stage`` names it in the per-stage costs: ``graph``, or ``holdout_graph`` for the second one.
         """
-        own = {key: self.config[name] for key, name in STAGE1_OVERRIDES.items()}
-        graph_trainer = Trainer(with_entries(self.config, **own), graph)
+        config = stage1_config(self.config)
+        graph_trainer = Trainer(config, graph)
         graph_trainer.saved_model_file = str(self.run_dir / f"stage1_{stage}_best.pth")
         time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch.setdefault(stage, []))
-        self.logger.info(f"Stage 1 ({stage}): LightGCN with BPR on the training interactions")
+        self.logger.info(f"Stage 1 ({stage}): {type(graph).__name__} with {config['graph_loss'] or 'bpr'} "
+                         "on the training interactions")
         graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
         self.stage_loss_per_epoch[stage] = list(graph_trainer.train_loss_dict.values())
         self._barrier()  # only rank 0 writes the best graph checkpoint
@@ -188,9 +194,9 @@ class GraphStageTrainer(RunState, Trainer):
         # graph.full_sort_predict would score with the last validation epoch's).
         graph.load_other_parameter(best.get("other_parameter"))
         if cached is not None and self._is_writer():
-            state = graph.state_dict()
-            embeddings = {k: state[k].cpu() for k in ("user_embedding.weight", "item_embedding.weight")}
-            atomic_save({"state_dict": embeddings, "best_epoch": best["epoch"]}, cached)  # for inspection
+            # The graph's parameters: a FastLightGCN's two embedding tables, a TextLightGCN's MLP (and ID tables).
+            weights = {name: p.detach().cpu() for name, p in graph.named_parameters()}
+            atomic_save({"state_dict": weights, "best_epoch": best["epoch"]}, cached)  # best_epoch: for inspection
 
     def _holdout_graph_stage(self, train_data, valid_data, verbose, show_progress):
         """``lm_holdout_ratio``: the LightGCN of the training interactions that are not held out."""
@@ -214,33 +220,37 @@ class GraphStageTrainer(RunState, Trainer):
             return self.evaluate(test_data, load_best_model=False)
 
     def _load_graph_checkpoint(self, path, from_cache=False, graph=None):
-        """Stage 1's embeddings from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
+        """Stage 1's parameters from ``path``: a ``graph_checkpoint`` or, ``from_cache``, a stage-1 cache file."""
+        graph = graph or self.model.graph
+        kind = type(graph).__name__
         if from_cache:
             what = f"The stage-1 cache file {str(path)!r}"
             fix = ("Fix: delete that file (the next run trains stage 1 and stores it again), or set graph_cache=False "
                    "to train stage 1 without the cache.")
         else:
             what = f"graph_checkpoint={str(path)!r}"
-            fix = "Fix: point it at a .pth file saved by RecBole's LightGCN or FastLightGCN on this dataset, or unset it."
+            saved_by = "RecBole's LightGCN or FastLightGCN" if kind == "FastLightGCN" else kind
+            fix = f"Fix: point it at a .pth file saved by {saved_by} on this dataset (graph_model: {kind}), or unset it."
+        expected = {name: p.shape for name, p in graph.named_parameters()}
         try:
             # The cache is the plugin's own file, read weights_only like its training positions.
             state = torch.load(path, map_location=self.device, weights_only=from_cache)["state_dict"]
-            users, items = state["user_embedding.weight"], state["item_embedding.weight"]
+            weights = {name: state[name] for name in expected}
         # torch's weights-only unpickler fails on damaged bytes with IndexError or TypeError too.
         except (OSError, KeyError, RuntimeError, pickle.UnpicklingError, EOFError, IndexError, TypeError) as error:
             raise ConfigValueError(
-                f"{what} is not a LightGCN checkpoint ({type(error).__name__}: {error}). {fix}"
+                f"{what} is not a {kind} checkpoint ({type(error).__name__}: {error}). {fix}"
             ) from error
-        graph = graph or self.model.graph
-        if users.shape != graph.user_embedding.weight.shape or items.shape != graph.item_embedding.weight.shape:
+        found = {name: tuple(w.shape) for name, w in weights.items() if w.shape != expected[name]}
+        if found:
+            needed = {name: tuple(expected[name]) for name in found}
             raise ConfigValueError(
-                f"{what} holds {tuple(users.shape)} user and {tuple(items.shape)} item embeddings; this "
-                f"dataset and embedding_size need {tuple(graph.user_embedding.weight.shape)} and "
-                f"{tuple(graph.item_embedding.weight.shape)}. {fix}"
+                f"{what} holds parameters of shapes {found}; this dataset and embedding_size need {needed}. {fix}"
             )
-        graph.user_embedding.weight.data.copy_(users)
-        graph.item_embedding.weight.data.copy_(items)
-        self.logger.info(f"Stage 1 (graph): embeddings from {path}")
+        with torch.no_grad():
+            for name, p in graph.named_parameters():
+                p.copy_(weights[name])
+        self.logger.info(f"Stage 1 (graph): {kind} parameters from {path}")
 
     # ----- the last stage -----------------------------------------------------------------------
 

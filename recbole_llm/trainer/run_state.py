@@ -29,7 +29,6 @@ cannot change stage 1 and those only the later stages read, which the model clas
 property files (``GraphLMRecommender.later_stage_keys``).
 """
 
-import copy
 import hashlib
 import os
 from pathlib import Path
@@ -58,8 +57,6 @@ EXECUTION_KEYS = frozenset({
 BUDGET_KEYS = frozenset({"epochs", "user_alignment_epochs", "eval_step", "stopping_step"})
 # Whether and where stage 1 is cached: how a run obtains its stage 1, not what it is.
 GRAPH_CACHE_KEYS = frozenset({"graph_cache", "graph_cache_dir"})
-# The entries stage 1 reads under names of its own (``GraphStageTrainer._train_graph``).
-STAGE1_OVERRIDES = {"epochs": "graph_epochs", "learning_rate": "graph_learning_rate"}
 
 RUN_ONLY_KEYS = BOOKKEEPING_KEYS | EXECUTION_KEYS | BUDGET_KEYS | GRAPH_CACHE_KEYS
 
@@ -75,21 +72,13 @@ def run_digest(config):
     return config_digest(config, RUN_ONLY_KEYS)
 
 
-def graph_digest(config, later_stage_keys):
+def graph_digest(config, ignored):
     """Digest of every config entry that can change stage 1: the key of the shared stage-1 cache.
 
-    Left out: bookkeeping, the cache settings and ``graph_checkpoint`` (which replaces stage 1), the
-    entries stage 1 reads under its own names, and ``later_stage_keys``.
+    Left out: bookkeeping, the cache settings and ``graph_checkpoint`` (which replaces stage 1), and
+    ``ignored``: what the model class says stage 1 does not read (``graph_cache_digest``).
     """
-    ignored = BOOKKEEPING_KEYS | GRAPH_CACHE_KEYS | {"graph_checkpoint"} | STAGE1_OVERRIDES.keys() | later_stage_keys
-    return config_digest(config, ignored)
-
-
-def with_entries(config, **entries):
-    """A shallow copy of ``config`` with ``entries`` set (the original is left as it is)."""
-    changed = copy.copy(config)
-    changed.final_config_dict = {**config.final_config_dict, **entries}
-    return changed
+    return config_digest(config, BOOKKEEPING_KEYS | GRAPH_CACHE_KEYS | {"graph_checkpoint"} | ignored)
 
 
 def plain(value):
