@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the child process runs this file as a script, from any install
 
-from recbole_llm.helpers import atomic_write  # noqa: E402
+from recbole_llm.helpers import atomic_write, property_keys  # noqa: E402
+from recbole_llm.utils import MODEL_ALIASES  # noqa: E402
 TUNED_DIR = ROOT / "recbole_llm" / "properties" / "benchmark"
 _ROW = re.compile(r"^(?P<model>[^\[\]]+?)(?:\[(?P<overrides>.*)\])?$")
 
@@ -71,6 +72,18 @@ def row_values(label):
 def row_label(model, values):
     """``("M", {"lr": "0.01"})`` -> ``"M[lr=0.01]"``, and ``"M"`` without values: ``row_values``' inverse."""
     return model + (f"[{','.join(f'{k}={v}' for k, v in values.items())}]" if values else "")
+
+
+def control_label(model, label):
+    """The label of a row's id control: the same row with text removed everywhere (``id_control``, a key of
+    the models that have one, GLTA's and GAL-Rec's): ``GLTA`` -> ``GLTA[id_control=True]``. None for a
+    model without one, and for a row that is a control itself."""
+    if "id_control" not in property_keys(MODEL_ALIASES.get(model, model)):
+        return None
+    values = row_values(label)
+    if values.get("id_control") == "True":
+        return None
+    return row_label(parse_row(label)[0], {**values, "id_control": "True"})
 
 
 def run_config_files(protocol, dataset, model):
@@ -166,7 +179,7 @@ def run_child(spec):
     with per_user.capture() as evaluations:
         result = run_recbole_llm(spec["model"], spec["dataset"], config_file_list=spec["config_files"],
                                  config_dict=config_dict, cmd_args=spec["overrides"], saved=True)
-    per_user_file = per_user_stage1_file = None
+    per_user_file = graph_per_user_file = None
     if spec.get("per_user_path"):
         users, values = per_user.per_user_table(evaluations, result["test_result"])
         per_user.write_csv_gz(spec["per_user_path"], users, values)
@@ -174,7 +187,7 @@ def run_child(spec):
         if result.get("graph_test_result"):
             stage1_path = spec["per_user_path"].replace(".csv.gz", "-stage1.csv.gz")
             per_user.write_csv_gz(stage1_path, *per_user.per_user_table(evaluations, result["graph_test_result"], last=True))
-            per_user_stage1_file = os.path.relpath(stage1_path, ROOT)
+            graph_per_user_file = os.path.relpath(stage1_path, ROOT)
     train = result["train_seconds_per_epoch"]
     stages = result["stage_seconds_per_epoch"]
     return {
@@ -213,7 +226,9 @@ def run_child(spec):
         "fusion": result.get("fusion"),
         # Each test user's ndcg@10, precision@10, recall@10 (benchmarks/per_user.py), for paired comparisons.
         "per_user": per_user_file,
-        "per_user_stage1": per_user_stage1_file,  # GLTA's and GAL-Rec's stage 1 alone (graph_test), per user
+        "graph_per_user": graph_per_user_file,  # GLTA's and GAL-Rec's stage 1 alone (graph_test), per user
+        # The row's id control (GLTA's and GAL-Rec's: the same row without any text), compared with it in reports.
+        "control": control_label(spec["model"], spec["label"]),
     }
 
 
@@ -335,7 +350,8 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
                 "per_user_path": str(per_user_path_of(store.path, dataset, row, seed))}
         twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not overrides else None
         if twin is not None:
-            record = {**twin, "label": row, "config_files": config_files, "command": spec["command"],
+            record = {**twin, "label": row, "control": control_label(model, row), "config_files": config_files,
+                      "command": spec["command"],
                       "reused_from": {"label": twin["label"], "store": os.path.relpath(tuning_store.path, ROOT),
                                       "command": twin["command"], "harness_command": twin["harness_command"]}}
             store.add(record)

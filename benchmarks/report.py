@@ -110,8 +110,10 @@ LANGUAGE_MODELS = ("GLTA", "GALRec", "LightGCNPlus", "HCCFPlus", "RLMRecCon", "R
 
 
 def comparison_table(records, metric="ndcg@10", root=ROOT, resamples=10_000):
-    """Paired tests over test users (``benchmarks/compare.py``) of each language-model row's defaults
-    against its own stage 1 (GLTA, GAL-Rec) and against the best row without a language model.
+    """Paired tests over test users (``benchmarks/compare.py``) of each row against its id control
+    (``control``: the same row without any text, where the control's records are here), and of each
+    language-model row's defaults against its own stage 1 (GLTA, GAL-Rec) and the best row without a
+    language model.
 
     Only rows whose records name per-user files take part. The best row without a language model
     is the one of them with the highest mean validation ``metric``, so the test split chooses nothing.
@@ -123,10 +125,17 @@ def comparison_table(records, metric="ndcg@10", root=ROOT, resamples=10_000):
     defaults = [label for label in groups if model_of[label] in LANGUAGE_MODELS and MODEL_ALIASES.get(label, label) == model_of[label]]
     others = [label for label in groups if model_of[label] not in LANGUAGE_MODELS]
     best = max(others, key=lambda label: mean(r["valid"].get(metric, float("-inf")) for r in groups[label]), default=None)
+    # Any row whose id control ran (a default row, or one with an epoch budget or another setting) meets it.
+    controlled = {label: control for label, rs in groups.items()
+                  if (control := next((r["control"] for r in rs if r.get("control")), None)) in groups}
     pairs = []
-    for label in defaults:
+    for label in dict.fromkeys(defaults + list(controlled)):
         runs = per_user_runs(records, label, root=root)
-        stage1 = per_user_runs(records, label, key="per_user_stage1", root=root)
+        if label in controlled:
+            pairs.append((label, controlled[label], runs, per_user_runs(records, controlled[label], root=root)))
+        if label not in defaults:
+            continue
+        stage1 = per_user_runs(records, label, key="graph_per_user", root=root)
         if stage1:
             pairs.append((label, f"{label} stage 1", runs, stage1))
         if best is not None:
@@ -174,7 +183,9 @@ def write_markdown(path, title, records, protocol_text, notes="", split="test"):
         parts += ["What the language model adds, user by user (test; `python benchmarks/compare.py --dataset "
                   f"{first['dataset']} A B` for all three metrics). Each user's A − B is averaged over the seeds both "
                   "rows ran, then the interval (10,000 resamples of users) and the tests are taken over users; B is the "
-                  "row's own stage 1, or the row without a language model that validates best among those with per-user files:", "", compared, ""]
+                  "row's id control (the same row without any text: what text and the language model add), its own "
+                  "stage 1, or the row without a language model that validates best among those with per-user files:",
+                  "", compared, ""]
     if notes:
         parts += [notes.strip(), ""]
     parts += ["## How these figures were made", "", "Regenerate with:", "", "```bash", *commands, "```", "",

@@ -78,26 +78,51 @@ def test_cli_prints_every_metric_and_names_what_is_missing(store, capsys, monkey
     assert "row 'C' has no per-user file" in capsys.readouterr().err
 
 
-def test_report_compares_each_language_model_default_with_its_stage1_and_the_best_other_row(tmp_path):
+def test_report_compares_each_language_model_default_with_its_control_stage1_and_the_best_other_row(tmp_path):
     from benchmarks.report import comparison_table
 
     rng = np.random.default_rng(2)
     base = {f"u{i}": float(rng.uniform(0, 0.5)) for i in range(40)}
     records = []
-    for label, model, valid, shift in (("GLTA", "GLTA", 0.30, 0.02), ("EASE", "EASE", 0.28, 0.0),
-                                       ("Pop", "Pop", 0.10, -0.1), ("LightGCN+", "LightGCN+", 0.29, 0.0)):
+    for label, model, valid, shift in (("GLTA", "GLTA", 0.30, 0.02), ("GLTA[id_control=True]", "GLTA", 0.29, 0.01),
+                                       ("EASE", "EASE", 0.28, 0.0), ("Pop", "Pop", 0.10, -0.1),
+                                       ("LightGCN+", "LightGCN+", 0.29, 0.0)):
         for seed in (1, 2):
             record = {**_write_row(tmp_path, label, seed, {u: max(0.0, v + shift) for u, v in base.items()}),
                       "model": model, "valid": {"ndcg@10": valid}, "test": {"ndcg@10": 0.0}}
             if label == "GLTA":
-                record["per_user_stage1"] = _write_row(tmp_path, "GLTA-stage1", seed, base)["per_user"]
+                record["graph_per_user"] = _write_row(tmp_path, "GLTA-stage1", seed, base)["per_user"]
+                record["control"] = "GLTA[id_control=True]"
             if label == "LightGCN+":
                 record["per_user"] = None  # an old record: not compared
             records.append(record)
     table = comparison_table(records, root=tmp_path, resamples=500)
     lines = table.splitlines()
-    assert len(lines) == 4
-    assert lines[2].startswith("| GLTA | GLTA stage 1 | 1, 2 | 40 |") and "| +0.0200 |" in lines[2]
+    assert len(lines) == 5
+    # First the id control: what text and the language model add.
+    assert lines[2].startswith("| GLTA | GLTA[id_control=True] | 1, 2 | 40 |")
+    assert lines[3].startswith("| GLTA | GLTA stage 1 | 1, 2 | 40 |") and "| +0.0200 |" in lines[3]
     # EASE validates above Pop, so it is the row GLTA is measured against; the test figures play no part.
-    assert lines[3].startswith("| GLTA | EASE | 1, 2 | 40 |")
-    assert comparison_table([r for r in records if r["label"] != "GLTA"], root=tmp_path) == ""
+    assert lines[4].startswith("| GLTA | EASE | 1, 2 | 40 |")
+    # Without its control's records, a row is compared with the rest only.
+    without = comparison_table([r for r in records if r["label"] != "GLTA[id_control=True]"], root=tmp_path, resamples=500)
+    assert len(without.splitlines()) == 4 and "id_control" not in without
+    assert comparison_table([r for r in records if r["model"] != "GLTA"], root=tmp_path) == ""
+
+
+def test_old_records_get_todays_fields_once(tmp_path):
+    from benchmarks.harness import RecordStore
+    from benchmarks.record_fields import main
+
+    store = tmp_path / "toy.json"
+    store.write_text(json.dumps([
+        {"label": "GALRec[epochs=20]", "model": "GALRec", "seed": 1, "per_user_stage1": "per_user/x-stage1.csv.gz"},
+        {"label": "GLTA[id_control=True]", "model": "GLTA", "seed": 1, "per_user_stage1": None},
+        {"label": "EASE", "model": "EASE", "seed": 1},
+    ]))
+    assert main([str(store)]) == 0
+    once = RecordStore(store).records
+    assert [r.get("control") for r in once] == ["GALRec[epochs=20,id_control=True]", None, None]
+    assert "control" not in once[2]  # a model without an id control: its record is left as it was
+    assert once[0]["graph_per_user"] == "per_user/x-stage1.csv.gz" and not any("per_user_stage1" in r for r in once)
+    assert main([str(store)]) == 0 and RecordStore(store).records == once

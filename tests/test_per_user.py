@@ -79,7 +79,7 @@ def test_harness_record_names_its_per_user_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_glta_record_names_per_user_files_of_the_test_and_of_stage_1(tmp_path, tiny_llm_path):
+def test_glta_record_names_per_user_files_of_the_test_and_of_stage_1_and_its_id_control(tmp_path, tiny_llm_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(json.dumps({k: v for k, v in PROTOCOL.items() if k not in ("state", "show_progress")}
                                    | {"metrics": ["NDCG", "Hit"]}))
@@ -91,9 +91,10 @@ def test_glta_record_names_per_user_files_of_the_test_and_of_stage_1(tmp_path, t
             "config_files": [str(protocol)], "data_path": None, "command": "c", "harness_command": "h",
             "checkpoint_dir": str(tmp_path / "ckpt"), "per_user_path": str(path)}
     record = run_child(spec)
-    for key, figures in (("per_user", record["test"]), ("per_user_stage1", record["graph_test"])):
+    for key, figures in (("per_user", record["test"]), ("graph_per_user", record["graph_test"])):
         rows = per_user.read_csv_gz(ROOT / record[key])
         assert len(rows) == 943
         mean = sum(r["ndcg@10"] for r in rows.values()) / len(rows)
         assert abs(mean - figures["ndcg@10"]) <= 5e-5 + 5e-6
-    assert record["per_user_stage1"].endswith("GLTA-1-stage1.csv.gz")
+    assert record["graph_per_user"].endswith("GLTA-1-stage1.csv.gz")
+    assert record["control"] == "GLTA[id_control=True]"
