@@ -76,6 +76,8 @@ it can vary:
   change between evaluations or after a reload.
 - Training sub-samples ``users_per_epoch`` users per epoch (a fresh random subset each epoch) so a
   CPU epoch stays short; ``~`` takes all.
+- ``id_control: True`` is the id control: stage 1 on IDs with the same loss and item tokens without
+  their text term (``model/graph_stage.py``).
 """
 
 import copy
