@@ -77,3 +77,26 @@ def test_an_unreadable_cache_file_is_reported_as_the_cache_with_its_fix(base, tm
     cached.write_bytes(b"a file damaged by hand")
     with pytest.raises(ConfigValueError, match="stage-1 cache file .* graph_cache=False"):
         run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "b")})
+
+
+def test_a_text_stage_1_trains_and_caches_under_its_own_key_and_later_keys_reuse_it(base, tmp_path):
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache"), "graph_loss": "softmax", "softmax_negatives": 64}
+    text = {**shared, "graph_model": "TextLightGCN"}
+    ids, *_ = run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "ids")})
+    trained, trained_model, _ = run("GAL-Rec", {**text, "checkpoint_dir": str(tmp_path / "a")})
+    assert ids.graph_source == trained.graph_source == "trained"
+    assert [type(g).__name__ for g in trained_model.stage1_graphs()] == ["TextLightGCN", "TextLightGCN"]
+    # Two keys of each kind: FastLightGCN's and TextLightGCN's, under the same loss.
+    assert len(list((tmp_path / "graph_cache").glob("GALRec-ml-100k-[0-9a-f]*.pth"))) == 2
+    assert len(list((tmp_path / "graph_cache").glob("GALRec-ml-100k-holdout-*.pth"))) == 2
+
+    # A later-stage key: the same text stage 1, from the cache.
+    reused, reused_model, _ = run("GAL-Rec", {**text, "lambda1": 0.5, "projection_size": 32,
+                                              "checkpoint_dir": str(tmp_path / "b")})
+    assert reused.graph_source == "cache" and "holdout_graph" not in reused.stage_seconds_per_epoch
+    assert torch.equal(reused_model.user_graph_embedding, trained_model.user_graph_embedding)
+    assert torch.equal(reused_model.item_score_embedding, trained_model.item_score_embedding)
+
+    # The id control of the text row trains nothing: its stage 1 is the FastLightGCN row's.
+    control, control_model, _ = run("GAL-Rec", {**text, "id_control": True, "checkpoint_dir": str(tmp_path / "c")})
+    assert control.graph_source == "cache" and type(control_model.graph).__name__ == "FastLightGCN"
