@@ -24,7 +24,7 @@ from recbole.utils import init_seed  # noqa: E402
 
 from benchmarks.harness import RecordStore, graph_cache_dir_of, parse_row  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
-from recbole_llm.model.fastlightgcn import FastLightGCN  # noqa: E402
+from recbole_llm.model.graph_stage import graph_model_class, stage1_config  # noqa: E402
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_file  # noqa: E402
 from recbole_llm.utils import create_dataset, get_model  # noqa: E402
 
@@ -41,7 +41,8 @@ def stage1_test(record, cache_dir):
         return None
     init_seed(config["seed"], config["reproducibility"])
     train, _, test = data_preparation(config, create_dataset(config))
-    graph = FastLightGCN(config, train._dataset)
+    stage1 = stage1_config(config)  # the graph model the run trained (graph_model, id_control)
+    graph = graph_model_class(stage1)(stage1, train._dataset)
     graph.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True)["state_dict"], strict=False)
     return {k: float(v) for k, v in Trainer(config, graph).evaluate(test, load_best_model=False).items()}
 
