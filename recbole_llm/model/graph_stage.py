@@ -100,8 +100,8 @@ def unread_stage1_options(stage1):
     """The ``stage1_options`` stage 1 does not read under the effective stage-1 config ``stage1``: all of them
     for the papers' stage 1 (FastLightGCN with BPR), none otherwise. They stay out of the stage-1 cache key,
     so runs made before those keys existed keep their cache."""
-    papers = (stage1["graph_model"] or FastLightGCN.__name__) == FastLightGCN.__name__ and (stage1["graph_loss"] or "bpr") == "bpr"
-    return stage1_options() if papers else frozenset()
+    ids = (stage1["graph_model"] or FastLightGCN.__name__) == FastLightGCN.__name__
+    return stage1_options() if ids and (stage1["graph_loss"] or "bpr") == "bpr" else frozenset()
 
 
 def latest(sequence, n, end=None):
