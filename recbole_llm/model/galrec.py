@@ -390,11 +390,11 @@ class GALRec(GraphLMRecommender):
         Each step cuts each user's training sequence at a fresh random position t (``_cut_points``), so over
         the epochs the LM sees every prefix, not only the one before the held-out items. The prompt's 1-hop
         context is the up to ``n_hop1`` items before t, oldest first: under causal attention the state at a
-        context item has read exactly the items up to it, so it predicts the next one (the last the item at
-        t), and [OUT], which has also read the 2-hop users, predicts the item at t too: ``min(t, n_hop1) + 1``
-        supervised positions a prompt, all from one forward through the GLLM head, as SASRec supervises every
-        position. L0 is the mean cross-entropy over all supervised positions of the batch (each position
-        weighs the same, as in SASRec; a user with a longer context weighs more).
+        context item has read exactly the items up to it, so it predicts the next one (the last context item
+        predicts the item at t), and [OUT], which has also read the 2-hop users, predicts the item at t:
+        ``min(t, n_hop1) + 1`` supervised positions a prompt, all from one forward through the GLLM head, as
+        SASRec supervises every position. L0 is the mean cross-entropy over all supervised positions of the
+        batch (each position weighs the same, as in SASRec; a user with a longer context weighs more).
 
         Nothing at or after t reaches the prompt: the 1-hop items are the prefix; the 2-hop users are other
         users reached from them on the graph of the kept interactions (the centre user is dropped), whose
