@@ -315,3 +315,103 @@ def test_lora_adapters_train_and_reload(base, tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model.full_sort_predict(users), reloaded.full_sort_predict(users))
+
+
+# L0 of the target objective on fixed seeds (stage 1 untrained and frozen, the neighbour sampler seeded 0, the
+# first 24 training users), computed by the code before lm_objective existed (commit 76eb444): the key's default
+# keeps it, to float rounding.
+TARGET_L0 = {"random": ({}, 7.335890293121338),
+             "ordered": ({"eval_args": ORDERED}, 7.31268310546875),
+             "ordered, no holdout": ({"eval_args": ORDERED, "lm_holdout_ratio": 0.0}, 7.428208827972412)}
+
+
+@pytest.mark.parametrize("case", TARGET_L0)
+def test_the_target_objective_is_the_loss_of_before(llm_base, case):
+    extra, expected = TARGET_L0[case]
+    model = build({**llm_base, **extra})[1]
+    assert model.lm_objective == "target" and model.user_token_in_prompt
+    model.freeze_graph()
+    model.train()
+    model.generator.manual_seed(0)
+    with torch.no_grad():
+        assert model.loss_terms({"user_id": model.lm_users[:24]})["L0"].item() == pytest.approx(expected, abs=1e-4)
+
+
+NEXT_ITEM = {"eval_args": ORDERED, "lm_objective": "next_item", "n_hop1": 4}
+
+
+def count_calls(model, name):
+    """Wrap ``model.<name>`` to record the length of its first argument at each call."""
+    calls, method = [], getattr(model, name)
+
+    def wrapped(first, *args, **kwargs):
+        calls.append(len(first))
+        return method(first, *args, **kwargs)
+    setattr(model, name, wrapped)
+    return calls
+
+
+def test_next_item_prompts_show_only_the_prefix_and_every_position_is_supervised(base, tmp_path):
+    _, model, _, train, *_ = build({**base, **NEXT_ITEM, "use_l1": False, "checkpoint_dir": str(tmp_path)})
+    model.freeze_graph()
+    model.train()
+    kept_users_of = {}
+    for user, items in enumerate(model.lm_history):
+        for item in items.tolist():
+            kept_users_of.setdefault(item, set()).add(user)
+    users = model.lm_users[:24]
+    logits_rows, fused_rows = count_calls(model, "logits"), count_calls(model, "fused_logits")
+    for user in users.tolist():
+        state = model.generator.get_state()
+        end = int(model._cut_points(torch.tensor([user]))[0])
+        model.generator.set_state(state)
+        calls = len(fused_rows)
+        targets, ((hop1, mask1), (hop2, mask2)), l0, _ = model._next_item_l0(torch.tensor([user]))
+        sequence, kept = model.sequences[user].tolist(), len(model.lm_history[user])
+        shown = hop1[0][mask1[0]].tolist()
+        # The context is the prefix just before the cut, the target the item at the cut: nothing later is shown.
+        assert 1 <= end < len(sequence) and int(targets[0]) == sequence[end]
+        assert shown == sequence[max(end - 4, 0):end]
+        # 2-hop: other users, reached from the shown items through the interactions stage 1 kept.
+        far = set(hop2[0][mask2[0]].tolist())
+        assert user not in far and far <= set().union(*(kept_users_of.get(i, set()) for i in shown))
+        # Each context item predicts the next item, [OUT] the item at the cut: min(t, n_hop1) + 1 positions,
+        # scored with stage 1 (fused) exactly where the target is a held-out one.
+        assert logits_rows[-1] == min(end, 4) + 1
+        positions = [*range(end - len(shown) + 1, end + 1), end]
+        assert sum(fused_rows[calls:]) == sum(position >= kept for position in positions)
+        assert torch.isfinite(l0)
+    assert sum(fused_rows) > 0  # some prompts of the 24 reached the held-out part
+    # The user's own token is left out of user prompts, in training and at inference; items keep theirs.
+    context = model.sample_context("user", users[:1], model.generator)
+    without = model.context_prompts("user", users[:1], context, 2).inputs_embeds.shape[1]
+    model.user_token_in_prompt = True
+    assert model.context_prompts("user", users[:1], context, 2).inputs_embeds.shape[1] == without + 1
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"lm_objective": "sasrec"}, r"lm_objective='sasrec' is not an objective.*Fix:"),
+    ({"lm_objective": "next_item"}, r"not in time order.*Fix: set eval_args order: TO"),
+    ({**NEXT_ITEM, "lm_holdout_ratio": 0.0}, r"score_fusion=residual learns the fusion on held-out targets.*Fix:"),
+    ({**NEXT_ITEM, "use_l1": True}, r"use_l1 aligns.*Fix: set use_l1: False"),
+])
+def test_next_item_is_refused_where_it_cannot_train(base, setting, message):
+    with pytest.raises(ConfigValueError, match=message):
+        build({**base, **setting})
+
+
+def test_the_next_item_loss_falls_on_a_tiny_run(base, tmp_path):
+    """Stage 1, then two epochs of the next-item objective alone: L0 on a fixed batch and cut falls."""
+    config = {**base, **NEXT_ITEM, "use_l1": False, "use_l2": False, "use_l3": False, "checkpoint_dir": str(tmp_path)}
+    *_, trainer, train, valid, _ = build({**config, "epochs": 0})
+    trainer.fit(train, valid, saved=False)
+    before = fixed_batch_terms(trainer.model)["L0"]
+    _, model, trainer, train, valid, _ = build({**config, "epochs": 2})
+    trainer.fit(train, valid, saved=False)
+    after = fixed_batch_terms(model)["L0"]
+    assert np.isfinite(before) and after < before - 1, (before, after)
+    # Validation and test prompts keep their form: full ranking over every item, no user token.
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: torch.arange(1, 5)})
+    assert scores.shape == (4, model.n_items) and torch.isfinite(scores[:, 1:]).all()

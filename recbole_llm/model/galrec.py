@@ -49,6 +49,11 @@ it can vary:
   items of L3 are the batch's L0 targets.
 - On ordered data with held-out targets (``lm_holdout_ratio``, ``ordered_context``), L0's target is
   the held-out item that follows the user's kept items.
+- ``lm_objective: next_item`` (ordered data; the default ``target`` is the objective above) trains L0 as
+  SASRec trains: each step cuts each user's training sequence at a fresh random position, the items
+  before the cut are the 1-hop context, and every context item's state and [OUT] predict what follows
+  them, in one forward. User prompts then carry no token of the user, whose stage-1 embedding has seen
+  most cuts' targets; ``_next_item_l0`` says what may reach a prompt and where stage 1's score is fused.
 - Negatives of each InfoNCE: the other keys of the batch (a key of the same node is masked) plus,
   with ``use_queue``, the queue's filled part; the queue never holds the current batch's keys.
   ``use_queue: False`` leaves in-batch negatives only. Keys of the same node from earlier batches
@@ -87,11 +92,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_llm.data.neighbours import NeighbourSampler
+from recbole_llm.errors import ConfigValueError
 from recbole_llm.llm import PromptBuilder, PromptTemplate, Soft, hidden_at, llm_hidden_size, load_backbone
 from recbole_llm.model.graph_stage import GraphLMRecommender, latest
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
+LM_OBJECTIVES = ("target", "next_item")
 QUEUES = ("user_hop0", "user_hop1", "item_hop0", "item_hop1")
 
 
@@ -157,6 +164,12 @@ class GALRec(GraphLMRecommender):
         self.use_hop2 = config["use_hop2"]
         self.lora = (config["lora_r"] or 0) > 0
         self.top_hop = 2 if self.use_hop2 else 1
+        self.lm_objective = config["lm_objective"] or "target"
+        if self.lm_objective not in LM_OBJECTIVES:
+            raise ConfigValueError(f"lm_objective={self.lm_objective!r} is not an objective of GAL-Rec's "
+                                   f"language-model stage. Fix: set lm_objective to one of {', '.join(LM_OBJECTIVES)}.")
+        # next_item: a user is their sequence, as in SASRec (see ``_next_item_l0``).
+        self.user_token_in_prompt = self.lm_objective == "target"
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
         d = self._build_graph(config, dataset)
@@ -194,6 +207,24 @@ class GALRec(GraphLMRecommender):
         users = torch.arange(self.n_users)
         hop1 = self.latest_items(self.sequences, users) if self.ordered else None
         self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]), hop1=hop1)
+        if self.lm_objective == "next_item":
+            self._check_next_item()
+
+    def _check_next_item(self):
+        """``lm_objective: next_item`` needs an order to follow and, with a fusion trained on stage 1's scores,
+        targets stage 1 has not seen; and it leaves the user's own token out, which L1 compares against."""
+        if not self.ordered:
+            raise ConfigValueError("lm_objective=next_item predicts what follows in each user's sequence, and this "
+                                   "run's training interactions are not in time order. Fix: set eval_args order: TO "
+                                   "with ordered_context: True, or lm_objective: target.")
+        if self.held_items is None and not self.score_fusion.lm_alone(training=True):
+            raise ConfigValueError(f"lm_objective=next_item with score_fusion={self.score_fusion.name} learns the "
+                                   "fusion on held-out targets, and lm_holdout_ratio holds none out. Fix: set "
+                                   "lm_holdout_ratio above 0, or score_fusion: validated or none.")
+        if self.use_l1:
+            raise ConfigValueError("use_l1 aligns a user's prompt with the user's own token, which "
+                                   "lm_objective=next_item leaves out of user prompts. Fix: set use_l1: False, "
+                                   "or lm_objective: target.")
 
     # ----- parameters ---------------------------------------------------------------------------
 
@@ -249,14 +280,18 @@ class GALRec(GraphLMRecommender):
         sequence, its item the target and the items before it the context. With held-out targets, t is the
         first held-out position, which follows the user's latest kept items; otherwise any position t >= 1
         (SASRec's many prefixes)."""
-        lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
         if self.held_items is not None:
             ends = torch.tensor([len(self.lm_history[u]) for u in users.tolist()])
         else:
-            ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
-            ends = torch.where(lengths > 1, ends, torch.zeros_like(ends))
+            ends = self._cut_points(users)
         targets = torch.tensor([int(self.sequences[u][t]) for u, t in zip(users.tolist(), ends.tolist())])
         return targets, self.latest_items(self.sequences, users, ends)
+
+    def _cut_points(self, users):
+        """A position t of each user's training sequence, uniformly in 1..n-1 (0 for a sequence of one item)."""
+        lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
+        ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
+        return torch.where(lengths > 1, ends, torch.zeros_like(ends))
 
     def context_prompts(self, side, nodes, context, hops, encoder=None):
         """The ``hops``-hop prompts (0, 1 or 2) of ``nodes``, batched, each ending in the [OUT] token."""
@@ -269,16 +304,20 @@ class GALRec(GraphLMRecommender):
         far = hop2_tokens(hop2, encoder) if hops >= 2 else None
         prompts = []
         for row in range(len(nodes)):
-            segments = [Soft(marks[side], name="mark"), Soft(nodes_t[row:row + 1])]
+            segments = [Soft(marks[side], name="mark")]
+            if side == "item" or self.user_token_in_prompt:
+                segments.append(Soft(nodes_t[row:row + 1]))
             if hops >= 1:
-                segments += [Soft(marks["hop1"]), Soft(near[row][mask1[row].to(near.device)])]
+                segments += [Soft(marks["hop1"], name="hop1"), Soft(near[row][mask1[row].to(near.device)])]
             if hops >= 2:
                 segments += [Soft(marks["hop2"]), Soft(far[row][mask2[row].to(far.device)])]
             prompts.append(self.template.fill(context=segments) + [Soft(marks["out"], name="out")])
         return self.prompts.build(prompts)
 
-    def context_states(self, side, nodes, context, hops, encoder=None):
-        """One LM forward of each node's ``hops``-hop prompt: (state at [OUT], pooled representation), each [B, hidden].
+    def context_states(self, side, nodes, context, hops, encoder=None, hop1_states=False):
+        """One LM forward of each node's ``hops``-hop prompt: (state at [OUT], pooled representation), each [B, hidden],
+        and with ``hop1_states`` the states at the 1-hop tokens [B, n_hop1, hidden] (rows past a prompt's own
+        1-hop tokens are not theirs: read them through the context's mask).
 
         The representation averages the states from the node's [USER]/[ITEM] mark to the end of the prompt
         (its graph tokens and what follows them, not the instruction before them, which is the same for
@@ -292,7 +331,12 @@ class GALRec(GraphLMRecommender):
         rows = torch.arange(len(nodes), device=states.device)
         out = states[rows, batch.positions["out"][:, 0]]
         graph_part = (positions.unsqueeze(0) >= batch.positions["mark"]).unsqueeze(-1).to(states.dtype)
-        return out, (states * graph_part).sum(1) / graph_part.sum(1)
+        pooled = (states * graph_part).sum(1) / graph_part.sum(1)
+        if not hop1_states:
+            return out, pooled
+        # The 1-hop tokens follow the [HOP1] mark, in the context's order.
+        slots = (batch.positions["hop1"] + 1 + torch.arange(self.n_hop1, device=positions.device)).clamp(max=length - 1)
+        return out, pooled, states[rows.unsqueeze(1), slots]
 
     # ----- graph-aware learning -----------------------------------------------------------------
 
@@ -326,9 +370,9 @@ class GALRec(GraphLMRecommender):
             pushes.append((f"{side}_hop{hops}", key))
         return sum(losses) / len(losses)
 
-    def loss_terms(self, interaction):
-        """The terms of GAL-Rec's loss for a batch of users, unweighted: L0 and those switched on, plus ``reg``."""
-        users = interaction[self.USER_ID]
+    def _target_l0(self, users):
+        """``lm_objective: target``: (targets, context, L0, pooled representation) of one target per user, read at
+        [OUT] and scored through the fusion."""
         if self.ordered:
             targets, hop1 = self._ordered_targets(users)
             context = self.sample_context("user", users, self.generator, training=True, hop1=hop1)
@@ -340,7 +384,59 @@ class GALRec(GraphLMRecommender):
             context = self.sample_context("user", users, self.generator, training=True)
         out, pooled = self.context_states("user", users, context, self.top_hop)
         logits = self.fused_logits(users, self.logits(out), training=True)
-        terms = {"L0": F.cross_entropy(logits, targets.to(out.device))}
+        return targets, context, F.cross_entropy(logits, targets.to(out.device)), pooled
+
+    def _next_item_l0(self, users):
+        """``lm_objective: next_item``: (targets, context, L0, pooled representation) of one prefix per user.
+
+        Each step cuts each user's training sequence at a fresh random position t (``_cut_points``), so over
+        the epochs the LM sees every prefix, not only the one before the held-out items. The prompt's 1-hop
+        context is the up to ``n_hop1`` items before t, oldest first: under causal attention the state at a
+        context item has read exactly the items up to it, so it predicts the next one (the last context item
+        predicts the item at t), and [OUT], which has also read the 2-hop users, predicts the item at t:
+        ``min(t, n_hop1) + 1`` supervised positions a prompt, all from one forward through the GLLM head, as
+        SASRec supervises every position. L0 is the mean cross-entropy over all supervised positions of the
+        batch (each position weighs the same, as in SASRec; a user with a longer context weighs more).
+
+        Nothing at or after t reaches the prompt: the 1-hop items are the prefix; the 2-hop users are other
+        users reached from them on the graph of the kept interactions (the centre user is dropped), whose
+        own interactions are the collaborative evidence inference reads too; the user's own token is left
+        out of user prompts, in training and at inference, because stage 1's embedding of the user was
+        trained on all of the user's kept interactions, the targets of most prefixes among them. Stage 1's
+        score, trained on the same interactions, is fused only at positions whose target stage 1 has not
+        seen (the held-out interactions, ``lm_holdout_ratio``), with the history masked as in the target
+        objective; elsewhere the LM's logits are scored alone, so the fusion learns its weights only where
+        the graph's score is an honest guess, as at inference.
+        """
+        ends = self._cut_points(users)
+        hop1 = self.latest_items(self.sequences, users, ends)
+        context = self.sample_context("user", users, self.generator, training=True, hop1=hop1)
+        out, pooled, near = self.context_states("user", users, context, self.top_hop, hop1_states=True)
+        # Supervised positions: each context item (its target the sequence's next item), then [OUT] (the item at t).
+        mask = hop1[1]
+        rows, slots = torch.nonzero(mask, as_tuple=True)
+        firsts = ends - mask.sum(1)  # the sequence position of each prompt's first context item
+        positions = torch.cat([firsts[rows] + slots + 1, ends])  # the targets' positions in the sequence
+        states = torch.cat([near[rows.to(out.device), slots.to(out.device)], out])
+        rows = torch.cat([rows, torch.arange(len(users))])
+        owners = users.cpu()[rows].tolist()
+        targets = torch.tensor([int(self.sequences[u][t]) for u, t in zip(owners, positions.tolist())])
+        fuse = self.held_items is not None and not self.score_fusion.lm_alone(training=True)
+        unseen = torch.tensor([fuse and t >= len(self.lm_history[u]) for u, t in zip(owners, positions.tolist())],
+                              dtype=torch.bool)
+        logits, targets, unseen = self.logits(states), targets.to(out.device), unseen.to(out.device)
+        losses = [F.cross_entropy(logits[~unseen], targets[~unseen], reduction="none")]
+        if unseen.any():
+            fused = self.fused_logits(users[rows.to(users.device)][unseen], logits[unseen], training=True)
+            losses.append(F.cross_entropy(fused, targets[unseen], reduction="none"))
+        return targets[-len(users):], context, torch.cat(losses).mean(), pooled
+
+    def loss_terms(self, interaction):
+        """The terms of GAL-Rec's loss for a batch of users, unweighted: L0 and those switched on, plus ``reg``."""
+        users = interaction[self.USER_ID]
+        l0_of = self._next_item_l0 if self.lm_objective == "next_item" else self._target_l0
+        targets, context, l0, pooled = l0_of(users)
+        terms = {"L0": l0}
 
         use_l2 = self.use_l2 and self.use_hop2
         if self.use_l1 or use_l2 or self.use_l3:
