@@ -51,6 +51,8 @@ def pytest_configure(config):
     if XDIST_WORKER:
         # One worker per core: more torch threads would only make the workers compete for the cores.
         torch.set_num_threads(1)
+        # So do the processes tests start (benchmark rows, the ranks of a multi-process run).
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
