@@ -1,9 +1,14 @@
 """Shared test fixtures.
 
+The whole suite runs on pytest-xdist (``-n 2``, README): each worker then trains with one torch
+thread and in a working folder of its own (``worker_folder``).
+
 ``tiny_llm_path`` builds a tiny randomly initialised Llama and a real byte-level BPE tokenizer in
 code and saves both with ``save_pretrained``, so tests go through the same ``from_pretrained``
 path as a real checkpoint while staying offline and taking well under a second.
 """
+
+import os
 
 import pytest
 import torch
@@ -37,6 +42,31 @@ books. Graph language token alignment trains large recommendation models. Collab
 of language model driven recommendations via graph aware learning. Neighbours of the user, items
 of the neighbours, one hop, two hops, the queue of keys and the momentum encoder.
 """
+
+# Set by pytest-xdist in each of its worker processes ("gw0", "gw1", ...); absent in a plain run.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pytest_configure(config):
+    if XDIST_WORKER:
+        # One worker per core: more torch threads would only make the workers compete for the cores.
+        torch.set_num_threads(1)
+        # So do the processes tests start (benchmark rows, the ranks of a multi-process run).
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_folder(tmp_path_factory):
+    """Under pytest-xdist, each worker runs in a folder of its own, so that RecBole's ``./log/<model>``
+    (created check-then-create) and ``./log_tensorboard`` of two workers training the same model at
+    once never collide. Every test that needs the checkout finds it through ``__file__``."""
+    if not XDIST_WORKER:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(tmp_path_factory.mktemp("worker"))
+        yield
+
 
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 

@@ -79,12 +79,19 @@ def test_two_harnesses_fill_one_store_without_losing_records(tmp_path):
 def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)
-    argv = ["--dataset", "ml-100k", "--models", "Pop,BPR[learning_rate=0.01]", "--protocol", str(protocol),
-            "--seeds", "1,2", "--out", str(tmp_path / "results")]
-    assert main(argv) == 0
+    common = ["--dataset", "ml-100k", "--protocol", str(protocol), "--out", str(tmp_path / "results")]
+    assert main(common + ["--models", "Pop,BPR[learning_rate=0.01]", "--seeds", "1"]) == 0
+
+    # The same rows again: every (row, seed) done earlier is skipped, not trained again.
+    messages = []
+    run_rows(["Pop", "BPR[learning_rate=0.01]"], "ml-100k", str(protocol), [1],
+             RecordStore(tmp_path / "results" / "ml-100k.json"), progress=messages.append)
+    assert len(messages) == 2 and all(message.endswith("done earlier, skipped") for message in messages)
+
+    # A second seed: only Pop's new seed runs, and the report covers both runs.
+    assert main(common + ["--models", "Pop", "--seeds", "1,2"]) == 0
     records = json.loads((tmp_path / "results" / "ml-100k.json").read_text())
-    assert sorted((r["label"], r["seed"]) for r in records) == [("BPR[learning_rate=0.01]", 1), ("BPR[learning_rate=0.01]", 2),
-                                                                 ("Pop", 1), ("Pop", 2)]
+    assert sorted((r["label"], r["seed"]) for r in records) == [("BPR[learning_rate=0.01]", 1), ("Pop", 1), ("Pop", 2)]
     bpr = next(r for r in records if r["model"] == "BPR")
     assert set(bpr["test"]) == {"ndcg@10", "hit@10"} and bpr["epochs_trained"] == 2
     assert bpr["train_s_per_epoch"] > 0 and bpr["eval_s"] > 0 and bpr["peak_rss_mb"] > 100
@@ -94,11 +101,6 @@ def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     # The seed reshuffles RecBole's random split, so even Pop scores differently per seed.
     pop = {r["seed"]: r["test"]["ndcg@10"] for r in records if r["model"] == "Pop"}
     assert pop[1] != pop[2]
-
-    messages = []
-    run_rows(["Pop", "BPR[learning_rate=0.01]"], "ml-100k", str(protocol), [1, 2],
-             RecordStore(tmp_path / "results" / "ml-100k.json"), progress=messages.append)
-    assert all(message.endswith("done earlier, skipped") for message in messages)
 
     assert not any((tmp_path / "results" / ".ml-100k.checkpoints").iterdir())  # finished runs leave no checkpoints
 

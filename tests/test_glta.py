@@ -125,7 +125,7 @@ def test_graph_checkpoint_replaces_stage_one(base, trained, tmp_path):
 
 def test_profile_and_prediction_texts_are_generated_once_and_cached(base, tmp_path, monkeypatch):
     config_dict = {**base, "llm_cache_dir": str(tmp_path), "use_profile": True, "use_prediction": True,
-                   "user_text_max_tokens": 4}
+                   "user_text_max_tokens": 4, "user_text_items": 3}
     model = build(config_dict)[1]
     # One text per user, "" for the padding user. The tiny random backbone writes noise, which after
     # the answer prefix is sometimes only whitespace (""), so the check is that users got their own texts.

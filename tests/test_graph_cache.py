@@ -62,7 +62,8 @@ def test_a_run_differing_in_later_keys_reuses_stage_1_and_ends_as_if_it_trained_
 
 
 def test_a_change_stage_1_reads_trains_a_new_graph(base, tmp_path):
-    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
+    # Stage 1 alone (epochs 0: no GAL-Rec epoch): only the cache is looked at here.
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache"), "epochs": 0}
     for index, changed in enumerate(({}, {"graph_learning_rate": 0.02}, {"seed": 7}, {"n_layers": 2})):
         trainer, *_ = run("GAL-Rec", {**shared, **changed, "checkpoint_dir": str(tmp_path / f"run{index}")})
         assert trainer.graph_source == "trained", changed
@@ -70,7 +71,7 @@ def test_a_change_stage_1_reads_trains_a_new_graph(base, tmp_path):
 
 
 def test_an_unreadable_cache_file_is_reported_as_the_cache_with_its_fix(base, tmp_path):
-    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache"), "epochs": 0}  # stage 1 alone
     trainer, *_ = run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "a")})
     (cached,) = (tmp_path / "graph_cache").glob("*-ml-100k-[0-9a-f]*.pth")
     assert torch.load(cached, weights_only=False)["best_epoch"] in (0, 1)  # the stage-1 epoch it kept

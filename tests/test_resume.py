@@ -101,7 +101,6 @@ def test_run_killed_during_its_test_is_not_trained_again(tmp_path, monkeypatch, 
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_copied_checkpoint_folder_resumes_where_it_lies(tmp_path, monkeypatch, uninterrupted):
     """A run writes only under its own checkpoint_dir, even when it resumes a copy of another run's folder."""
     expected, expected_weights = uninterrupted
@@ -135,9 +134,11 @@ def test_random_states_survive_a_weights_only_load():
 
 
 @pytest.mark.slow
-def test_complete_run_is_not_resumed(tmp_path):
-    assert not run(tmp_path)["resumed"]
-    assert not run(tmp_path)["resumed"]
+def test_complete_run_is_not_resumed(uninterrupted):
+    """The same command again, in the folder where the uninterrupted run finished, trains anew."""
+    finished, _ = uninterrupted
+    assert not finished["resumed"]
+    assert not run(Path(finished["saved_model_file"]).parent)["resumed"]
 
 
 def test_which_trainers_resume():

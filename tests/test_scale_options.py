@@ -56,7 +56,7 @@ def test_glta_trains_with_bf16_autocast_and_accumulation(tiny_llm_path, tmp_path
     result = run_recbole_llm("GLTA", "ml-100k", config_dict={
         "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path), "checkpoint_dir": str(tmp_path),
         "graph_epochs": 1, "item_alignment_epochs": 1, "user_alignment_epochs": 1, "user_alignment_batch_size": 64,
-        "item_alignment_batch_size": 32, "enable_amp": True, "gradient_accumulation_steps": 2,
+        "item_alignment_batch_size": 32, "max_history": 10, "enable_amp": True, "gradient_accumulation_steps": 2,
         "llm_gradient_checkpointing": True, "show_progress": False, "state": "WARNING",
         "metrics": ["NDCG"], "topk": [10], "valid_metric": "NDCG@10",
     })
