@@ -112,6 +112,9 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args)
     init_seed(config["seed"], config["reproducibility"])
+    # RecBole's init_logger checks for ./log/<model> and then creates it: two runs started at once (parallel
+    # test workers, two benchmark queues) race on that check. The checkpoint folder: check_writable.
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
     init_logger(config)
     getLogger().info(config)
     result = _fit_and_test(config, saved)
