@@ -1,6 +1,8 @@
 """Config's plugin behaviour and the RecBole compatibility fixes."""
 
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import torch
 import recbole_llm  # noqa: F401  (applies the fixes)
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigValueError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_numpy_aliases_recbole_and_ray_read_exist():
@@ -113,7 +117,9 @@ def _anomaly_mode_after(code):
     import subprocess
 
     script = f"import torch\n{code}\nprint(torch.is_anomaly_enabled())"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    # This checkout's package, whatever the working folder (under xdist a worker's own) or the install.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     return result.stdout.strip().splitlines()[-1]
 
 

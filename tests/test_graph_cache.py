@@ -81,7 +81,8 @@ def test_an_unreadable_cache_file_is_reported_as_the_cache_with_its_fix(base, tm
 
 
 def test_a_text_stage_1_trains_and_caches_under_its_own_key_and_later_keys_reuse_it(base, tmp_path):
-    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache"), "graph_loss": "softmax", "softmax_negatives": 64}
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache"), "graph_loss": "softmax", "softmax_negatives": 64,
+              "epochs": 0}  # stage 1 alone
     text = {**shared, "graph_model": "TextLightGCN"}
     ids, *_ = run("GAL-Rec", {**shared, "checkpoint_dir": str(tmp_path / "ids")})
     trained, trained_model, _ = run("GAL-Rec", {**text, "checkpoint_dir": str(tmp_path / "a")})

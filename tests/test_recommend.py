@@ -2,8 +2,10 @@
 
 import csv
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,8 @@ from recbole_llm import compat
 from recbole_llm.errors import SavedModelError, UnknownUserError
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm as train
 from recbole_llm.recommend import recommend
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Every test reads a LightGCN and a GLTA that the runner trains first.
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
@@ -130,7 +134,10 @@ def test_a_loaded_model_evaluates_in_a_fresh_process(saved):
     code = ("import sys\nfrom recbole.trainer import Trainer\nfrom recbole_llm.quick_start import load_data_and_model\n"
             "config, model, _, _, _, test = load_data_and_model(sys.argv[1])\n"
             "print(Trainer(config, model).evaluate(test, load_best_model=False, show_progress=False)['ndcg@10'])")
-    done = subprocess.run([sys.executable, "-c", code, saved["LightGCN"]], capture_output=True, text=True, timeout=300)
+    # This checkout's package, whatever the working folder (under xdist a worker's own) or the install.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code, saved["LightGCN"]], capture_output=True, text=True, timeout=300,
+                          env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 0 < float(done.stdout.strip().splitlines()[-1]) <= 1
 
