@@ -71,6 +71,34 @@ def worker_folder(tmp_path_factory):
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def minilm_once_per_worker():
+    """MiniLM embeds a dataset's texts once per test process: ~20 s of one core for ml-100k's 1,682
+    titles, which eight tests would otherwise repeat, each with a cache folder of its own.
+
+    Only whole-dataset calls (100 texts or more) under ``text_encoder: minilm`` are kept, keyed by the
+    texts and the token limit; each caller gets a copy. The first call computes for real, and
+    ``text_embeddings`` still writes and reads its own cache file around it, so every cache path stays
+    tested; the encoder's own tests embed short lists, which always go through.
+    """
+    from recbole_llm.data import text_embedding
+
+    real = text_embedding.embed_texts
+    kept = {}
+
+    def embed_texts(texts, config, batch_size=32, loaded=None):
+        if len(texts) < 100 or text_embedding.text_encoder(config) != "minilm":
+            return real(texts, config, batch_size=batch_size, loaded=loaded)
+        key = (tuple(texts), text_embedding.option(config, "text_max_tokens", 128))
+        if key not in kept:
+            kept[key] = real(texts, config, batch_size=batch_size, loaded=loaded)
+        return kept[key].clone()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(text_embedding, "embed_texts", embed_texts)
+        yield
+
+
 def _build_tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level BPE like GPT-2/SmolLM2, adding BOS by default like Llama tokenizers do."""
     tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
