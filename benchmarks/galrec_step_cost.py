@@ -15,7 +15,6 @@ prompts have the same form for every variant.
 """
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -24,19 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
 
-from recbole_llm.config import Config  # noqa: E402
+from benchmarks.variants import parse_variant, print_header, variant_config  # noqa: E402
 from recbole_llm.model.galrec import GALRec  # noqa: E402
-
-PROPERTIES = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "benchmark"
-
-
-def parse_variant(text):
-    """``name=key=value,key=value`` -> (name, ``--key=value`` overrides, read as the runner reads them)."""
-    name, _, overrides = text.partition("=")
-    return name, [f"--{pair}" for pair in overrides.split(",") if pair]
 
 
 def main(argv=None):
@@ -50,13 +39,7 @@ def main(argv=None):
     variants = {}
     for text in args.variant:
         name, overrides = parse_variant(text)
-        config_dict = {"show_progress": False, "state": "WARNING"}
-        if args.data_path:
-            config_dict["data_path"] = args.data_path
-        config = Config("GALRec", args.dataset, config_file_list=[str(PROPERTIES / f"{args.dataset}.yaml")],
-                        config_dict=config_dict, cmd_args=overrides)
-        init_seed(config["seed"], True)
-        train, _, _ = data_preparation(config, create_dataset(config))
+        config, train = variant_config("GALRec", args.dataset, overrides, args.data_path)
         model = GALRec(config, train._dataset)
         model.freeze_graph()
         model.init_head_from_item_tokens()
@@ -84,9 +67,7 @@ def main(argv=None):
 
     names = list(variants)
     base = statistics.median(variants[names[0]]["seconds"])
-    print(f"command: python benchmarks/galrec_step_cost.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"dataset {args.dataset}, protocol recbole_llm/properties/benchmark/{args.dataset}.yaml, "
-          f"device cpu ({platform.processor() or 'x86_64'}), {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print_header("galrec_step_cost.py", argv if argv is not None else sys.argv[1:], args.dataset)
     print(f"| variant | overrides | users per step | s/step (median of {args.rounds} rounds of {args.steps} steps) | "
           f"each round | ratio to {names[0]} | first / last loss |")
     print("|---|---|---|---|---|---|---|")

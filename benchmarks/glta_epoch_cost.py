@@ -13,7 +13,6 @@ cost is one full ranking, the same for every variant.
 """
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -23,19 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
 
-from recbole_llm.config import Config  # noqa: E402
+from benchmarks.variants import parse_variant, print_header, variant_config  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
-
-PROPERTIES = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "benchmark"
-
-
-def parse_variant(text):
-    """``name=key=value,key=value`` -> (name, ``--key=value`` overrides, read as the runner reads them)."""
-    name, _, overrides = text.partition("=")
-    return name, [f"--{pair}" for pair in overrides.split(",") if pair]
 
 
 def main(argv=None):
@@ -49,13 +38,7 @@ def main(argv=None):
     variants = {}
     for text in args.variant:
         name, overrides = parse_variant(text)
-        config_dict = {"show_progress": False, "state": "WARNING"}
-        if args.data_path:
-            config_dict["data_path"] = args.data_path
-        config = Config("GLTA", args.dataset, config_file_list=[str(PROPERTIES / f"{args.dataset}.yaml")],
-                        config_dict=config_dict, cmd_args=overrides)
-        init_seed(config["seed"], True)
-        train, _, _ = data_preparation(config, create_dataset(config))
+        config, train = variant_config("GLTA", args.dataset, overrides, args.data_path)
         before = process.memory_info().rss
         model = GLTA(config, train._dataset)
         model.train()
@@ -76,9 +59,7 @@ def main(argv=None):
 
     names = list(variants)
     base = statistics.median(variants[names[0]]["seconds"])
-    print(f"command: python benchmarks/glta_epoch_cost.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"dataset {args.dataset}, protocol recbole_llm/properties/benchmark/{args.dataset}.yaml, "
-          f"device cpu ({platform.processor() or 'x86_64'}), {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print_header("glta_epoch_cost.py", argv if argv is not None else sys.argv[1:], args.dataset)
     print(f"| variant | overrides | users per epoch | stage-3 s/epoch (median of {args.epochs}) | ratio to {names[0]} | "
           "resident memory the model adds |")
     print("|---|---|---|---|---|---|")
