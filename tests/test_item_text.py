@@ -99,3 +99,52 @@ def test_sequence_datasets_default_to_leave_one_out(name, model):
     # A config file or --eval_args still wins.
     overridden = Config(model, name, config_dict={"data_path": str(SHARED), "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}}})
     assert overridden["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]} and overridden["eval_args"]["order"] == "RO"
+
+
+def write_side_file(root, text="item,overview,cast,title\ni0,A bold red.,Ann|Bo,Other title\ni1,\"Blue, bright.\",,x\n"):
+    (root / "toy" / "toy.more.csv").write_text(text)
+    return {"item_text_file": "toy.more.csv"}
+
+
+def test_item_text_file_adds_columns_by_item_id(tmp_path):
+    """Columns of item_text_file join the .item file's by the id in its first column: quoted commas kept,
+    '|' lists read as commas, unlisted items empty, and a name in both files read from the .item file."""
+    config_dict = {**write_dataset(tmp_path), **write_side_file(tmp_path),
+                   "item_text_fields": ["title", "overview", "cast"]}
+    dataset = create_dataset(Config(TextBPR, "toy", config_dict=config_dict))
+    text = {token: item_descriptions(dataset)[dataset.token2id(dataset.iid_field, token)] for token in ("i0", "i1", "i2")}
+    assert text == {
+        "i0": "title: Red Lipstick; overview: A bold red.; cast: Ann, Bo",
+        "i1": "title: Blue Nail Polish; overview: Blue, bright.",
+        "i2": "",
+    }
+
+
+def test_item_text_file_missing_or_without_the_field_is_named(tmp_path):
+    config_dict = {**write_dataset(tmp_path), "item_text_file": "absent.csv"}
+    with pytest.raises(MissingTextFieldError, match=r"item_text_file names .*absent\.csv, which does not exist\. Fix:"):
+        Config(TextBPR, "toy", config_dict=config_dict)
+    config_dict = {**config_dict, **write_side_file(tmp_path), "item_text_fields": ["title", "plot"]}
+    with pytest.raises(MissingTextFieldError, match=r"\['plot'\].* nor toy\.more\.csv \(columns \['overview', 'cast', 'title'\]\)"):
+        Config(TextBPR, "toy", config_dict=config_dict)
+
+
+def test_an_unset_item_text_file_leaves_digests_as_they_were():
+    """Run folders and stage-1 caches written before item_text_file existed keep their names."""
+    from recbole_llm.trainer.run_state import config_digest
+    config = Config("BPR", "ml-100k")
+    assert config["item_text_file"] is None
+    digest = config_digest(config, set())
+    del config.final_config_dict["item_text_file"]
+    assert config_digest(config, set()) == digest
+    config.final_config_dict["item_text_file"] = "ml-100k.more.csv"
+    assert config_digest(config, set()) != digest
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark datasets not beside the checkout")
+def test_ml1m_tmdb_preset_describes_movies_by_their_tmdb_records():
+    config = Config(TextBPR, "ml-1m", config_file_list=["properties/ml-1m-tmdb.yaml"], config_dict={"data_path": str(SHARED)})
+    dataset = create_dataset(config)
+    toy_story = item_descriptions(dataset)[dataset.token2id(dataset.iid_field, "1")]
+    assert toy_story.startswith("movie_title: Toy Story; genre: Animation Children's Comedy; director: John Lasseter; "
+                                "actors: Tom Hanks, Tim Allen") and "overview: Led by Woody" in toy_story

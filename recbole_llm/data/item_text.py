@@ -10,19 +10,68 @@ Config keys (set per dataset in ``recbole_llm/properties/dataset/<dataset>.yaml`
 - ``item_text_fields``: the ``.item`` columns that describe an item, e.g. ``[movie_title, genre]``.
 - ``item_text_template``: optional ``str.format`` template over those fields, e.g.
   ``"{movie_title}, genres: {genre}"``; without one the fields are joined as ``field: value; ...``.
+- ``item_text_file``: optional CSV with more text per item, e.g. ml-1m's TMDB overviews
+  (``ml-1m.item_text_tmdb.csv``), in the dataset's folder unless the path is absolute. Its first
+  column holds the ``.item`` file's item ids; ``item_text_fields`` may name its other columns
+  (where a name is in both files, the ``.item`` file's column is read). Items it does not list
+  read its columns as empty; ``|`` separates the values of a column (``Tom Hanks|Tim Allen``).
 
 Underscores are read as spaces: the shared datasets join multi-word categories with ``_``.
 """
 
+import csv
 import string
+import sys
 import warnings
 from pathlib import Path
 
 from recbole_llm.errors import ConfigValueError, MissingTextFieldError
+from recbole_llm.helpers import option
 
 
 def _item_file(config):
     return Path(config["data_path"]) / f"{config['dataset']}.item"
+
+
+def _side_file(config):
+    """``item_text_file`` as a path (relative ones from the dataset's folder), or None when unset."""
+    name = option(config, "item_text_file", None)
+    if name is not None and not isinstance(name, str):
+        raise ConfigValueError(f"item_text_file={name!r} is not a file name. Fix: pass --item_text_file=<a CSV in the "
+                               "dataset's folder, e.g. ml-1m.item_text_tmdb.csv>, or leave it out.")
+    return None if name is None else Path(config["data_path"]) / Path(name).expanduser()
+
+
+def _side_header(path):
+    if not path.is_file():
+        raise MissingTextFieldError(
+            f"item_text_file names {path.resolve()}, which does not exist. Fix: name a CSV in the dataset's folder "
+            f"({path.parent.resolve()}) whose first column holds the item ids, or unset item_text_file (--item_text_file=~)."
+        )
+    with open(path, encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f), [])
+    if len(header) < 2:
+        raise MissingTextFieldError(
+            f"item_text_file {path.name} has {len(header)} column(s); it needs the item ids first and text columns "
+            "after them. Fix: write a header line such as 'item_id,overview' and one row per item."
+        )
+    return header
+
+
+def _side_texts(path, fields):
+    """{item token: {field: text}} of the ``fields`` (columns of ``path``) for every row of ``item_text_file``."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)  # csv refuses fields over 128 KB by default; a long overview may reach it
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = csv.reader(f)
+            header = next(rows)
+            wanted = [header.index(field) for field in fields]
+            return {row[0].strip(): {field: row[i].replace("|", ", ").strip() if i < len(row) else ""
+                                     for field, i in zip(fields, wanted)}
+                    for row in rows if row}
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _read_header(path, separator):
@@ -51,10 +100,14 @@ def check_item_text_fields(config):
             "Fix: add a .item file with the text columns, or choose a model that needs no item text."
         )
     columns = _read_header(path, config["field_separator"])
-    missing = [f for f in [config["ITEM_ID_FIELD"], *fields] if f not in columns]
+    side = _side_file(config)
+    side_columns = _side_header(side)[1:] if side else []
+    missing = [config["ITEM_ID_FIELD"]] * (config["ITEM_ID_FIELD"] not in columns)
+    missing += [f for f in fields if f not in columns and f not in side_columns]
     if missing:
+        more = f" nor {side.name} (columns {side_columns})" if side else ""
         raise MissingTextFieldError(
-            f"item_text_fields (and ITEM_ID_FIELD) name {missing}, but {path.name} has only the columns {columns}. "
+            f"item_text_fields (and ITEM_ID_FIELD) name {missing}, but {path.name} has only the columns {columns}{more}. "
             f"Fix: set item_text_fields to columns of {path.name}, e.g. --item_text_fields=\"{columns[1:3]}\", "
             f"and name its id column {config['ITEM_ID_FIELD']}."
         )
@@ -93,7 +146,11 @@ def item_descriptions(dataset, all_columns=False):
         fields, template = config["item_text_fields"], config["item_text_template"]
     token2id = dataset.field2token_id[dataset.iid_field]
     id_column = columns.index(dataset.iid_field)
-    wanted = [columns.index(f) for f in fields]
+    wanted = {f: columns.index(f) for f in fields if f in columns}
+    side = _side_file(config)
+    from_side = [f for f in fields if f not in wanted]
+    side_texts = _side_texts(side, from_side) if side and from_side else {}
+    side_empty = dict.fromkeys(from_side, "")
 
     descriptions = [""] * dataset.item_num
     # Split by hand rather than with the csv module: the files have no quoting, and csv refuses any field
@@ -105,7 +162,9 @@ def item_descriptions(dataset, all_columns=False):
             item_id = token2id.get(row[id_column])
             if item_id is None:
                 continue
-            values = {field: row[i].replace("_", " ").strip() if i < len(row) else "" for field, i in zip(fields, wanted)}
+            values = {field: row[i].replace("_", " ").strip() if i < len(row) else "" for field, i in wanted.items()}
+            values.update(side_texts.get(row[id_column], side_empty))
+            values = {field: values[field] for field in fields}
             if template:
                 descriptions[item_id] = template.format(**values)
             else:

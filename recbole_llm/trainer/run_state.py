@@ -61,9 +61,15 @@ GRAPH_CACHE_KEYS = frozenset({"graph_cache", "graph_cache_dir"})
 RUN_ONLY_KEYS = BOOKKEEPING_KEYS | EXECUTION_KEYS | BUDGET_KEYS | GRAPH_CACHE_KEYS
 
 
+# Keys added after run folders and stage-1 caches were first written, with the value that leaves them
+# out of every digest: a run that does not set them keeps the folders and caches of earlier runs.
+ADDED_KEYS_UNSET = {"item_text_file": None}
+
+
 def config_digest(config, ignored):
-    """Digest of every config entry whose key is not in ``ignored``."""
-    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items() if k not in ignored)
+    """Digest of every config entry whose key is not in ``ignored`` (nor an ``ADDED_KEYS_UNSET`` key at its value)."""
+    items = sorted((k, repr(v)) for k, v in config.final_config_dict.items()
+                   if k not in ignored and not (k in ADDED_KEYS_UNSET and v == ADDED_KEYS_UNSET[k]))
     return hashlib.sha256(repr(items).encode()).hexdigest()[:12]
 
 
