@@ -105,6 +105,20 @@ def test_ablations_skip_their_stages(base, tmp_path):
     assert set(trainer.evaluate(test)) >= {"ndcg@10"}
 
 
+def test_users_per_epoch_samples_stage_three_users(base, tmp_path, monkeypatch):
+    """A stage-3 epoch reads users_per_epoch users in batches of user_alignment_batch_size, a fresh draw each epoch."""
+    config_dict = {**base, "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "item_alignment": False,
+                   "user_alignment_epochs": 2, "users_per_epoch": 100}
+    _, model, trainer, train, valid, _ = build(config_dict)
+    seen = []
+    loss = model.user_alignment_loss
+    monkeypatch.setattr(model, "user_alignment_loss", lambda batch: seen.append(batch[model.USER_ID].tolist()) or loss(batch))
+    trainer.fit(train, valid)
+    assert [len(batch) for batch in seen] == [64, 64, 64, 64]  # ceil(100 / 64) batches an epoch
+    first, second = sum(seen[:2], []), sum(seen[2:], [])
+    assert len(set(first)) == 128 and set(first) != set(second)
+
+
 def test_graph_checkpoint_replaces_stage_one(base, trained, tmp_path):
     model = trained[1]
     graph_file = tmp_path / "lightgcn.pth"

@@ -11,26 +11,7 @@
   not part of the run digest, so a longer run resumes a shorter one.
 """
 
-import itertools
-import math
-
-from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer, StageBatches
-
-
-class UserSample(StageBatches):
-    """``StageBatches`` over a fresh random subset of ``limit`` ids each epoch (all when ``limit`` is None)."""
-
-    def __init__(self, *args, limit=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.limit = limit
-
-    def __len__(self):
-        full = super().__len__()
-        return full if self.limit is None else min(full, math.ceil(self.limit / self.batch_size))
-
-    def __iter__(self):
-        # Every epoch reshuffles all ids, so its first batches are a fresh random subset.
-        return itertools.islice(super().__iter__(), len(self))
+from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer
 
 
 class GALRecTrainer(GraphStageTrainer):
@@ -48,7 +29,7 @@ class GALRecTrainer(GraphStageTrainer):
         model.init_head_from_item_tokens()  # replaced by the checkpoint's head when resuming below
         self.optimizer = self._build_optimizer(params=model.graph_aware_parameters())
         # Users without a target (a training interaction, or a held-out one) have nothing to learn from.
-        batches = UserSample(model.USER_ID, model.lm_users, self.config["prompt_batch_size"], train_data.dataset,
-                             self.config["seed"], rank=self.rank, world_size=self.world_size, limit=self.config["users_per_epoch"])
+        batches = self._batches(model.USER_ID, model.lm_users, self.config["prompt_batch_size"], train_data.dataset,
+                                limit=self.config["users_per_epoch"])
         return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                    callback_fn=callback_fn)

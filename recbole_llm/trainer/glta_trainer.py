@@ -6,15 +6,17 @@
 - Stage 2 (item alignment) runs RecBole's ``_train_epoch`` on batches of item ids with the model's
   item-alignment loss; ``stage2_item_alignment.pth`` holds its last finished epoch.
 - Stage 3 (user alignment) goes through RecBole's ``fit`` on batches of user ids, so validation,
-  early stopping and the best checkpoint (``GLTA-best.pth``) are RecBole's; ``stage3_latest.pth``
-  holds its last finished epoch. Its epoch budget (``user_alignment_epochs``) is not part of the run
-  digest, so a longer run resumes a shorter one.
+  early stopping and the best checkpoint (``GLTA-best.pth``) are RecBole's; an epoch reads
+  ``users_per_epoch`` random users (all by default). ``stage3_latest.pth`` holds its last finished
+  epoch. Its epoch budget (``user_alignment_epochs``) is not part of the run digest, so a longer run
+  resumes a shorter one.
 """
 
 import time
 
 import torch
 
+from recbole_llm.helpers import option
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer
 
 
@@ -68,6 +70,7 @@ class GLTATrainer(GraphStageTrainer):
         self.optimizer = self._build_optimizer(params=model.user_alignment_parameters(),
                                                learning_rate=config["user_alignment_lr"])
         self.epochs = config["user_alignment_epochs"] if config["user_alignment"] else 0
-        batches = self._batches(model.USER_ID, model.lm_users, config["user_alignment_batch_size"], train_data.dataset)
+        batches = self._batches(model.USER_ID, model.lm_users, config["user_alignment_batch_size"], train_data.dataset,
+                                limit=option(config, "users_per_epoch", None))
         return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                    callback_fn=callback_fn)

@@ -74,26 +74,29 @@ class StageBatches:
     """Shuffled batches of user or item ids, shaped like the RecBole dataloaders the train loop reads.
 
     ``group`` keeps batches a multiple of it (stage 2's m items per prompt), dropping the remainder
-    of each epoch's shuffle. Each rank of a multi-process run takes its own share of every batch.
+    of each epoch's shuffle. ``limit`` (``users_per_epoch``) takes the first batches of each epoch's
+    shuffle up to that many ids: a fresh random subset each epoch (None: every id). Each rank of a
+    multi-process run takes its own share of every batch.
     """
 
     shuffle = False  # RecBole's loop would otherwise reach for a DistributedSampler
 
-    def __init__(self, field, ids, batch_size, dataset, seed, group=1, rank=0, world_size=1):
+    def __init__(self, field, ids, batch_size, dataset, seed, group=1, rank=0, world_size=1, limit=None):
         self.field, self.ids, self.dataset = field, ids, dataset
         self.batch_size = batch_size * group
-        self.group, self.seed, self.rank, self.world_size = group, seed, rank, world_size
+        self.group, self.seed, self.rank, self.world_size, self.limit = group, seed, rank, world_size, limit
         self.epoch = 0
 
     def __len__(self):
-        return math.ceil(len(self.ids) // self.group * self.group / self.batch_size)
+        full = math.ceil(len(self.ids) // self.group * self.group / self.batch_size)
+        return full if self.limit is None else min(full, math.ceil(self.limit / self.batch_size))
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         order = self.ids[torch.randperm(len(self.ids), generator=generator)]
         order = order[: len(order) // self.group * self.group]
-        for start in range(0, len(order), self.batch_size):
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = order[start:start + self.batch_size].view(-1, self.group)[self.rank::self.world_size].reshape(-1)
             if len(batch):
                 yield Interaction({self.field: batch})
@@ -120,8 +123,8 @@ class GraphStageTrainer(RunState, Trainer):
         self.world_size = 1 if config["single_spec"] else config["world_size"]
         self.fit_stage = self.STAGES[-1]
 
-    def _batches(self, field, ids, batch_size, dataset, group=1):
-        return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size)
+    def _batches(self, field, ids, batch_size, dataset, group=1, limit=None):
+        return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size, limit)
 
     def _build_optimizer(self, **kwargs):
         return accumulate(super()._build_optimizer(**kwargs), self.config)
