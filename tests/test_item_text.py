@@ -31,6 +31,13 @@ def write_dataset(root, item_header="item_id:token\ttitle:token_seq\tcategories:
     return {"data_path": str(root), "item_text_fields": ["title", "categories"]}
 
 
+def descriptions_of(config, tokens):
+    """{item token: its description} for ``tokens`` of the dataset ``config`` names, read once."""
+    dataset = create_dataset(config)
+    descriptions = item_descriptions(dataset)
+    return {token: descriptions[dataset.token2id(dataset.iid_field, token)] for token in tokens}
+
+
 def test_ml100k_descriptions_align_with_internal_ids():
     dataset = create_dataset(Config("BPR", "ml-100k"))
     descriptions = item_descriptions(dataset)
@@ -41,9 +48,7 @@ def test_ml100k_descriptions_align_with_internal_ids():
 
 
 def test_fields_without_template_and_underscores(tmp_path):
-    config_dict = write_dataset(tmp_path)
-    dataset = create_dataset(Config("BPR", "toy", config_dict=config_dict))
-    text = {token: item_descriptions(dataset)[dataset.token2id(dataset.iid_field, token)] for token in ("i0", "i1", "i2")}
+    text = descriptions_of(Config("BPR", "toy", config_dict=write_dataset(tmp_path)), ("i0", "i1", "i2"))
     assert text == {
         "i0": "title: Red Lipstick; categories: Beauty Makeup",
         "i1": "title: Blue Nail Polish; categories: Beauty Nail Care",
@@ -111,8 +116,7 @@ def test_item_text_file_adds_columns_by_item_id(tmp_path):
     '|' lists read as commas, unlisted items empty, and a name in both files read from the .item file."""
     config_dict = {**write_dataset(tmp_path), **write_side_file(tmp_path),
                    "item_text_fields": ["title", "overview", "cast"]}
-    dataset = create_dataset(Config(TextBPR, "toy", config_dict=config_dict))
-    text = {token: item_descriptions(dataset)[dataset.token2id(dataset.iid_field, token)] for token in ("i0", "i1", "i2")}
+    text = descriptions_of(Config(TextBPR, "toy", config_dict=config_dict), ("i0", "i1", "i2"))
     assert text == {
         "i0": "title: Red Lipstick; overview: A bold red.; cast: Ann, Bo",
         "i1": "title: Blue Nail Polish; overview: Blue, bright.",
@@ -144,7 +148,6 @@ def test_an_unset_item_text_file_leaves_digests_as_they_were():
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark datasets not beside the checkout")
 def test_ml1m_tmdb_preset_describes_movies_by_their_tmdb_records():
     config = Config(TextBPR, "ml-1m", config_file_list=["properties/ml-1m-tmdb.yaml"], config_dict={"data_path": str(SHARED)})
-    dataset = create_dataset(config)
-    toy_story = item_descriptions(dataset)[dataset.token2id(dataset.iid_field, "1")]
+    toy_story = descriptions_of(config, ["1"])["1"]
     assert toy_story.startswith("movie_title: Toy Story; genre: Animation Children's Comedy; director: John Lasseter; "
                                 "actors: Tom Hanks, Tim Allen") and "overview: Led by Woody" in toy_story

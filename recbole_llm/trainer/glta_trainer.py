@@ -16,7 +16,6 @@ import time
 
 import torch
 
-from recbole_llm.helpers import option
 from recbole_llm.trainer.graph_stage_trainer import GraphStageTrainer
 
 
@@ -71,6 +70,6 @@ class GLTATrainer(GraphStageTrainer):
                                                learning_rate=config["user_alignment_lr"])
         self.epochs = config["user_alignment_epochs"] if config["user_alignment"] else 0
         batches = self._batches(model.USER_ID, model.lm_users, config["user_alignment_batch_size"], train_data.dataset,
-                                limit=option(config, "users_per_epoch", None))
+                                limit=config["users_per_epoch"])
         return self.fit_last_stage(batches, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                                    callback_fn=callback_fn)

@@ -74,8 +74,9 @@ class StageBatches:
     """Shuffled batches of user or item ids, shaped like the RecBole dataloaders the train loop reads.
 
     ``group`` keeps batches a multiple of it (stage 2's m items per prompt), dropping the remainder
-    of each epoch's shuffle. ``limit`` (``users_per_epoch``) takes the first batches of each epoch's
-    shuffle up to that many ids: a fresh random subset each epoch (None: every id). Each rank of a
+    of each epoch's shuffle. ``limit`` (``users_per_epoch``) keeps the first batches of each epoch's
+    shuffle that hold that many ids, rounded up to a whole batch: a fresh random subset each epoch
+    (None: every id). Each rank of a
     multi-process run takes its own share of every batch.
     """
 
