@@ -95,7 +95,7 @@ RULES = {
     # The LightGCN family's softmax loss
     "softmax_negatives": count(0), "softmax_tau": positive(),
     # Stage 1 of GLTA and GAL-Rec
-    "graph_epochs": count(), "graph_learning_rate": positive(),
+    "graph_epochs": count(), "graph_learning_rate": positive(), "graph_eval_step": count(optional=True),
     # GLTA's stages 2 and 3
     "item_alignment_items": count(), "item_alignment_epochs": count(), "item_alignment_lr": positive(),
     "item_alignment_batch_size": count(), "user_alignment_targets": count(), "user_alignment_epochs": count(),

@@ -15,7 +15,7 @@ from recbole_llm.config import Config
 from recbole_llm.helpers import property_keys, with_entries
 from recbole_llm.model.galrec import GALRec
 from recbole_llm.model.glta import GLTA
-from recbole_llm.model.graph_stage import HOLDOUT_KEYS, GraphLMRecommender, stage1_options
+from recbole_llm.model.graph_stage import HOLDOUT_KEYS, GraphLMRecommender, stage1_config, stage1_options
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
 from recbole_llm.trainer.run_state import BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest
 
@@ -146,3 +146,14 @@ def test_stock_and_other_plugin_runs_follow_the_same_rules(model):
     built = config(model)
     assert run_digest(with_entries(built, epochs=built["epochs"] + 5, checkpoint_dir="elsewhere")) == run_digest(built)
     assert run_digest(with_entries(built, learning_rate=built["learning_rate"] * 2)) != run_digest(built)
+
+
+def test_graph_eval_step_gives_stage_1_its_own_validation_interval(default):
+    model, built, (run, cache, holdout) = default
+    rare = with_entries(built, eval_step=5)
+    assert stage1_config(rare)["eval_step"] == 5 and digests(rare, model)[1] != cache
+    # Set, it is stage 1's eval_step whatever the run's: the cache of a run that validates every epoch.
+    own = with_entries(rare, graph_eval_step=built["eval_step"])
+    assert stage1_config(own)["eval_step"] == built["eval_step"]
+    assert digests(own, model)[1:] == (cache, holdout) and digests(own, model)[0] not in (run, digests(rare, model)[0])
+    assert digests(with_entries(own, eval_step=3), model)[1:] == (cache, holdout)

@@ -50,6 +50,9 @@ HOLDOUT_KEYS = frozenset({"lm_holdout_ratio", "ordered_context"})
 GRAPH_MODELS = {model.__name__: model for model in (FastLightGCN, TextLightGCN)}
 # The entries stage 1 reads under names of its own; the language-model stages read the plain ones.
 STAGE1_NAMES = {"epochs": "graph_epochs", "learning_rate": "graph_learning_rate"}
+# The entries stage 1 reads under names of its own only where those are set (``~``: the run's entry). A run
+# that validates its language-model stage rarely (``eval_step``) need not early-stop its graph as rarely.
+STAGE1_OPTIONAL_NAMES = {"eval_step": "graph_eval_step"}
 # Stage 1 embeds item text with MiniLM, as TextLightGCN alone does, whatever ``text_encoder`` gives GAL-Rec's
 # item tokens: with the backbone's states stage 1 would depend on the backbone's keys, which its cache ignores.
 STAGE1_TEXT_ENCODER = "minilm"
@@ -66,9 +69,11 @@ def id_control(config):
 
 def stage1_config(config):
     """The config stage 1's graph is built and trained from: the run's, with ``graph_epochs`` and
-    ``graph_learning_rate`` as ``epochs`` and ``learning_rate``, MiniLM as ``text_encoder``, and under
-    ``id_control`` ``FastLightGCN`` as ``graph_model`` (the same loss on IDs)."""
+    ``graph_learning_rate`` as ``epochs`` and ``learning_rate``, ``graph_eval_step`` (where set) as
+    ``eval_step``, MiniLM as ``text_encoder``, and under ``id_control`` ``FastLightGCN`` as ``graph_model``
+    (the same loss on IDs)."""
     entries = {name: config[own] for name, own in STAGE1_NAMES.items()}
+    entries.update({name: config[own] for name, own in STAGE1_OPTIONAL_NAMES.items() if config[own] is not None})
     entries["text_encoder"] = STAGE1_TEXT_ENCODER
     if id_control(config):
         entries["graph_model"] = FastLightGCN.__name__

@@ -38,7 +38,8 @@ from recbole.trainer import Trainer
 from recbole_llm.checkpoint import load_checkpoint
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
-from recbole_llm.model.graph_stage import HOLDOUT_KEYS, STAGE1_NAMES, stage1_config, unread_stage1_options
+from recbole_llm.model.graph_stage import (HOLDOUT_KEYS, STAGE1_NAMES, STAGE1_OPTIONAL_NAMES, stage1_config,
+                                          unread_stage1_options)
 from recbole_llm.model.score_fusion import FUSION_WEIGHTS
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.trainer.run_state import RunState, graph_digest
@@ -51,10 +52,13 @@ def graph_cache_digest(config, model_class, holdout=False):
 
     It is the digest of the config stage 1 is built from (``stage1_config``: ``id_control`` already
     turned into the graph model it trains), less the keys only later stages read, the plain names of
-    the entries stage 1 reads under its own, and the stage-1 options the papers' stage 1 does not read."""
+    the entries stage 1 reads under its own, the optional own names (their value is in the plain entry,
+    so ``graph_eval_step=1`` shares the cache of ``eval_step=1``), and the stage-1 options the papers'
+    stage 1 does not read."""
     stage1 = stage1_config(config)
     ignored = model_class.later_stage_keys() - (HOLDOUT_KEYS if holdout else set())
-    return graph_digest(stage1, ignored | STAGE1_NAMES.keys() | unread_stage1_options(stage1))
+    ignored |= STAGE1_NAMES.keys() | STAGE1_OPTIONAL_NAMES.values() | unread_stage1_options(stage1)
+    return graph_digest(stage1, ignored)
 
 
 def graph_cache_file(config, model_class, holdout=False):

@@ -52,8 +52,8 @@ EXECUTION_KEYS = frozenset({
     "valid_metric_bigger", "reproducibility",
 })
 # The budget of the stage that fit trains: its epochs, and how often and how long it validates without
-# gain. Out of every run digest, so a longer run resumes a shorter one. Stage 1 reads ``eval_step`` and
-# ``stopping_step`` for its own early stopping, so the stage-1 cache keeps those two.
+# gain. Out of every run digest, so a longer run resumes a shorter one. Stage 1 reads ``eval_step`` (unless
+# ``graph_eval_step`` is set) and ``stopping_step`` for its own early stopping, so the stage-1 cache keeps those two.
 BUDGET_KEYS = frozenset({"epochs", "user_alignment_epochs", "eval_step", "stopping_step"})
 # Whether and where stage 1 is cached: how a run obtains its stage 1, not what it is.
 GRAPH_CACHE_KEYS = frozenset({"graph_cache", "graph_cache_dir"})
@@ -63,7 +63,7 @@ RUN_ONLY_KEYS = BOOKKEEPING_KEYS | EXECUTION_KEYS | BUDGET_KEYS | GRAPH_CACHE_KE
 
 # Keys added after run folders and stage-1 caches were first written, with the value that leaves them
 # out of every digest: a run that does not set them keeps the folders and caches of earlier runs.
-ADDED_KEYS_UNSET = {"item_text_file": None, "users_per_epoch": None}
+ADDED_KEYS_UNSET = {"item_text_file": None, "users_per_epoch": None, "graph_eval_step": None}
 
 
 def config_digest(config, ignored):
