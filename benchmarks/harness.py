@@ -363,7 +363,12 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
             spec_path.write_text(json.dumps(spec))
-            with open(log_path, "w") as log:
+            # A row resuming from its checkpoint adds to the log of the runs it continues.
+            resuming = Path(spec["checkpoint_dir"]).is_dir() and log_path.is_file()
+            with open(log_path, "a" if resuming else "w") as log:
+                if resuming:
+                    log.write(f"\n--- resumed {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+                    log.flush()
                 returncode = run_to_end([sys.executable, __file__, str(spec_path), str(result_path)], log)
             if returncode != 0:
                 raise RuntimeError(f"{tag} failed (exit {returncode}); see {log_path}")

@@ -118,7 +118,14 @@ def test_failed_run_leaves_earlier_records_intact(tmp_path):
     with pytest.raises(RuntimeError, match="failed"):
         run_rows(["NoSuchModel"], "ml-100k", str(protocol), [1], store, log_dir=tmp_path / "logs", progress=lambda m: None)
     assert [r["label"] for r in RecordStore(tmp_path / "r.json").records] == ["A"]
-    assert "Unknown model" in (tmp_path / "logs" / "NoSuchModel-1.log").read_text()
+    log = tmp_path / "logs" / "NoSuchModel-1.log"
+    assert "Unknown model" in log.read_text()
+    # With its checkpoint folder there, the row resumes: its log keeps what the earlier runs wrote.
+    checkpoint_dir_of(store.path, "NoSuchModel", 1).mkdir(parents=True, exist_ok=True)
+    with pytest.raises(RuntimeError, match="failed"):
+        run_rows(["NoSuchModel"], "ml-100k", str(protocol), [1], store, log_dir=tmp_path / "logs", progress=lambda m: None)
+    first, resumed = log.read_text().split("--- resumed ")
+    assert "Unknown model" in first and "Unknown model" in resumed
 
 
 @pytest.mark.slow
