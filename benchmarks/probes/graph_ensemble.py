@@ -10,7 +10,9 @@ interactions twice as well as the ID LightGCN, and the popular ones worse
 their scores, ``(1 - w) * ID + w * text``, with both models' scores on the same scale (each is
 cosine / ``softmax_tau`` when both are trained with the softmax). ``w`` is chosen on validation
 NDCG@10 alone; test is then reported for the chosen ``w`` and for each model alone, with the
-per-user paired comparison of ``benchmarks/compare.py`` (RecBole's evaluator throughout).
+per-user paired comparison of ``benchmarks/compare.py`` (RecBole's evaluator throughout). It also
+breaks validation NDCG down by how often each validation target was trained on, so where each model
+wins is read from validation alone.
 
 The two checkpoints must come from runs on the same dataset, split and seed (``benchmarks/run.py
 --keep-checkpoints`` keeps them).
@@ -22,13 +24,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 
 from benchmarks.compare import paired_stats  # noqa: E402
 from benchmarks.harness import environment  # noqa: E402
 from benchmarks.per_user import capture, per_user_table  # noqa: E402
+from benchmarks.probes.target_popularity import bucket_names, targets  # noqa: E402
 from recbole_llm.quick_start import load_data_and_model  # noqa: E402
+
+
+def per_user_valid(evaluations, result, metric):
+    users, values = per_user_table(evaluations, result, metrics=(metric,))
+    return users, values[metric]
 
 
 class Mixed(torch.nn.Module):
@@ -54,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--weights", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")
     parser.add_argument("--metric", default="ndcg@10")
     args = parser.parse_args(argv)
-    config, first, _, _, valid, test = load_data_and_model(args.first)
+    config, first, _, train_data, valid, test = load_data_and_model(args.first)
     config_b, second, _, _, _, _ = load_data_and_model(args.second)
     for key in ("dataset", "seed", "eval_args"):
         if config[key] != config_b[key]:
@@ -68,14 +77,30 @@ def main(argv=None):
     print(f"`python benchmarks/probes/graph_ensemble.py {' '.join(sys.argv[1:])}`\n")
     print(f"| w (share of {config_b['model']}) | valid {args.metric} |")
     print("|---|---|")
-    valid_scores = {}
+    valid_scores, valid_users = {}, {}
     with torch.no_grad():
         for w in weights:
             mixed.weight = w
-            valid_scores[w] = trainer.evaluate(valid, load_best_model=False, show_progress=False)[args.metric]
+            with capture() as evaluations:
+                result = trainer.evaluate(valid, load_best_model=False, show_progress=False)
+            valid_scores[w] = result[args.metric]
+            valid_users[w] = dict(zip(*per_user_valid(evaluations, result, args.metric)))
             print(f"| {w:g} | {valid_scores[w]:.4f} |", flush=True)
         chosen = max(weights, key=lambda w: (valid_scores[w], -abs(w - 0.5)))
         print(f"\nChosen on validation: w = {chosen:g}.\n")
+        # Validation alone: where each model wins, by how often the validation target was trained on.
+        inter = train_data._dataset.inter_feat
+        counts = np.bincount(inter[train_data._dataset.iid_field].numpy(), minlength=train_data._dataset.item_num)
+        bucket = targets(valid, counts)
+        shown = list(dict.fromkeys([0.0, 1.0, chosen]))
+        print(f"Validation {args.metric} by the validation target's training interactions:\n")
+        print("| bucket | users | " + " | ".join(f"w = {w:g}" for w in shown) + " |")
+        print("|---|---|" + "---|" * len(shown))
+        for b, name in enumerate(bucket_names()):
+            users = [u for u, v in bucket.items() if v == b]
+            print(f"| {name} | {len(users)} | " + " | ".join(
+                f"{np.mean([valid_users[w][u] for u in users]):.4f}" if users else "-" for w in shown) + " |")
+        print()
         per_user = {}
         for w in dict.fromkeys([0.0, 1.0, chosen]):
             mixed.weight = w
