@@ -93,7 +93,7 @@ RULES = {
     "lora_dropout": Rule(float, 0, 1, open_high=True),
     "gradient_accumulation_steps": count(optional=True),
     # The LightGCN family's softmax loss
-    "softmax_negatives": count(0), "softmax_tau": positive(),
+    "softmax_negatives": count(0), "softmax_tau": positive(), "id_tower": Rule(float, 0, 1, open_high=True),
     # Stage 1 of GLTA and GAL-Rec
     "graph_epochs": count(), "graph_learning_rate": positive(), "graph_eval_step": count(optional=True),
     # GLTA's stages 2 and 3

@@ -102,3 +102,10 @@ def test_a_text_stage_1_trains_and_caches_under_its_own_key_and_later_keys_reuse
     # The id control of the text row trains nothing: its stage 1 is the FastLightGCN row's.
     control, control_model, _ = run("GAL-Rec", {**text, "id_control": True, "checkpoint_dir": str(tmp_path / "c")})
     assert control.graph_source == "cache" and type(control_model.graph).__name__ == "FastLightGCN"
+
+    # With id_tower stage 1 is the text graph beside an ID graph, and the language model reads both.
+    towered, towered_model, towered_scores = run("GAL-Rec", {**text, "id_tower": 0.5, "epochs": 1,
+                                                             "checkpoint_dir": str(tmp_path / "d")})
+    assert towered.graph_source == "trained" and towered_model.graph.output_size == 2 * towered_model.graph.latent_dim
+    assert towered_model.user_graph_embedding.shape[1] == towered_model.item_score_embedding.shape[1] == towered_model.graph.output_size
+    assert torch.isfinite(towered_scores).all()

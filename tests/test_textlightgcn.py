@@ -122,3 +122,33 @@ def test_text_lightgcn_trains_and_evaluates_on_minilm_through_the_runner(tmp_pat
            "llm_cache_dir": str(tmp_path / "cache")}
     result = run_recbole_llm("TextLightGCN", "ml-100k", config_dict=run)
     assert result["test_result"]["ndcg@10"] > 0.05  # the stock-model threshold in test_runner.py
+
+
+def test_id_tower_is_a_separate_id_graph_scored_by_the_mixed_cosines(tiny_llm_path, tmp_path, ml100k_train):
+    model = _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.3)
+    assert model.user_embedding.weight.shape == (model.n_users, model.latent_dim) and model.output_size == 2 * model.latent_dim
+    (text_users, text_items), (id_users, id_items) = model.towers()
+    # The text graph is the model without the tower (same MLP weights); the ID graph is LightGCN over the tables.
+    alone = _text_model(tiny_llm_path, tmp_path, ml100k_train)
+    alone.text_mlp.load_state_dict(model.text_mlp.state_dict())
+    torch.testing.assert_close(text_items, alone.forward()[1])
+    ids = FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING", "graph_loss": "softmax"}),
+                       ml100k_train)
+    ids.load_state_dict({"user_embedding.weight": model.user_embedding.weight,
+                         "item_embedding.weight": model.item_embedding.weight})
+    torch.testing.assert_close(id_users, ids.forward()[0])
+    # The score mixes the two cosines; forward's wide embeddings give it as one dot product.
+    users = torch.tensor([1, 2, 3])
+    mixed = 0.7 * text_users[users] @ text_items.T + 0.3 * id_users[users] @ id_items.T
+    torch.testing.assert_close(model.full_sort_predict({model.USER_ID: users}).view(3, -1), mixed / model.mf_loss.tau)
+    # Each graph learns from its own loss: both get gradients.
+    interaction = {model.USER_ID: users, model.ITEM_ID: torch.tensor([4, 5, 6]), model.NEG_ITEM_ID: torch.tensor([7, 8, 9])}
+    model.calculate_loss(interaction).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_id_tower_refuses_a_text_graph_with_id_tables_or_bpr(tiny_llm_path, tmp_path, ml100k_train):
+    with pytest.raises(ConfigValueError, match="id_tower is an ID graph beside the text one.*Fix"):
+        _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.5, text_item_id=True)
+    with pytest.raises(ConfigValueError, match="graph_loss bpr.*Fix: set graph_loss softmax"):
+        _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.5, graph_loss="bpr")

@@ -38,6 +38,7 @@ class FastLightGCN(GeneralRecommender):
         super().__init__(config, dataset)
 
         self.latent_dim = config["embedding_size"]
+        self.output_size = self.latent_dim  # the width of forward()'s embeddings
         self.n_layers = config["n_layers"]
         self.reg_weight = config["reg_weight"]
         self.require_pow = config["require_pow"]

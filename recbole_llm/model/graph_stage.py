@@ -165,11 +165,12 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         return bool(config[key]) and not self.id_control
 
     def _build_graph(self, config, dataset):
-        """Create the stage-1 graph (``graph_model``) and the (zero until frozen) buffers; returns the embedding size."""
+        """Create the stage-1 graph (``graph_model``) and the (zero until frozen) buffers; returns the size of
+        its embeddings."""
         self.id_control = id_control(config)
         self.stage1_config = stage1_config(config)
         self.graph = graph_model_class(self.stage1_config)(self.stage1_config, dataset)
-        d = config["embedding_size"]
+        d = self.graph.output_size  # embedding_size, or twice it for TextLightGCN's id_tower
         self.register_buffer("user_graph_embedding", torch.zeros(self.n_users, d))
         self.register_buffer("item_graph_embedding", torch.zeros(self.n_items, d))
         self.holdout_graph = self.lm_targets = self.lm_history = None
@@ -197,7 +198,7 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
             return held
         self.holdout_dataset = dataset.copy(dataset.inter_feat[~held])
         self.holdout_graph = type(self.graph)(self.stage1_config, self.holdout_dataset)
-        d = config["embedding_size"]
+        d = self.graph.output_size
         # The full graph's embeddings, for the fused score at inference (the LM reads the holdout graph's).
         self.register_buffer("user_score_embedding", torch.zeros(self.n_users, d))
         self.register_buffer("item_score_embedding", torch.zeros(self.n_items, d))

@@ -6,13 +6,17 @@ Reference:
     "LightGCN." in SIGIR 2020.
 """
 
+import math
+
 import torch
+import torch.nn.functional as F
 from recbole.model.init import xavier_uniform_initialization
 from torch import nn
 
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.graph import lightgcn_propagate, split_users_items
 from recbole_llm.model.text_fusion import centred_unit_rows
 
 USER_SIDES = ("mean", "id")
@@ -31,6 +35,16 @@ class TextLightGCN(FastLightGCN):
     With ``text_item_id: True`` and ``text_user_side: id`` the text is one addend beside ordinary
     LightGCN tables; with the defaults the model has no ID parameters at all, so an item's
     embedding comes only from its text and the graph.
+
+    ``id_tower: w`` (0 < w < 1) adds a second LightGCN over ID tables beside the text one, trained by
+    its own loss, and scores by ``(1 - w) * text cosine + w * ID cosine`` (over ``softmax_tau``). Kept
+    apart, each graph learns what it ranks best: on amazon-beauty the text graph ranks the items
+    with few training interactions twice as well as the ID graph, the ID graph the popular ones
+    (``benchmarks/probes/target_popularity.py``), while one model with text plus an ID per item
+    (``text_item_id``) loses most of the text's gain on the rare items. ``forward()`` returns the
+    two graphs' unit embeddings side by side, scaled by sqrt(1 - w) and sqrt(w), so their dot
+    products are the mixed score and the models that read a stage-1 graph read both
+    (``output_size`` is then twice ``embedding_size``).
 
     Choices where AlphaRec is silent or does not apply:
 
@@ -54,11 +68,13 @@ class TextLightGCN(FastLightGCN):
                 f"text_user_side={self.user_side!r} is not supported. Fix: set text_user_side to one of {', '.join(USER_SIDES)}."
             )
         self.text_item_id = bool(config["text_item_id"])
+        self.id_tower = self._id_tower_weight(config)
         # The ID tables FastLightGCN made stay only where they are used.
-        if not self.text_item_id:
+        if not (self.text_item_id or self.id_tower):
             del self.item_embedding
-        if self.user_side != "id":
+        if not (self.user_side == "id" or self.id_tower):
             del self.user_embedding
+        self.output_size = self.latent_dim * (2 if self.id_tower else 1)
 
         item_text = centred_unit_rows(text_embeddings(dataset, config, users=False)[1])
         self.register_buffer("item_text", item_text, persistent=False)
@@ -69,6 +85,19 @@ class TextLightGCN(FastLightGCN):
         hidden = max(text_size // 2, self.latent_dim)
         self.text_mlp = nn.Sequential(nn.Linear(text_size, hidden), nn.LeakyReLU(), nn.Linear(hidden, self.latent_dim))
         self.text_mlp.apply(xavier_uniform_initialization)
+
+    def _id_tower_weight(self, config):
+        """``id_tower`` (its range checked with the config, ``config_rules.py``) as a float, refused where the ID
+        graph would not be a separate one or not cosine-scored."""
+        value = config["id_tower"] or 0.0
+        if value and (self.text_item_id or self.user_side == "id"):
+            raise ConfigValueError("id_tower is an ID graph beside the text one, but the text graph already has ID "
+                                   "tables (text_item_id: True or text_user_side: id). Fix: set text_item_id "
+                                   "False and text_user_side mean, or id_tower 0.")
+        if value and not self.mf_loss.cosine:
+            raise ConfigValueError("id_tower mixes the two graphs' cosine scores, which graph_loss bpr does not "
+                                   "train. Fix: set graph_loss softmax, or id_tower 0.")
+        return float(value)
 
     @staticmethod
     def _mean_of_items(dataset, item_text):
@@ -98,4 +127,37 @@ class TextLightGCN(FastLightGCN):
         return torch.cat([self._user_layer0(), self._item_layer0()], dim=0)
 
     def layer0_rows(self, user, items):
-        return [self._user_layer0(user)] + [self._item_layer0(i) for i in items]
+        rows = [self._user_layer0(user)] + [self._item_layer0(i) for i in items]
+        if self.id_tower:
+            rows += [self.user_embedding(user)] + [self.item_embedding(i) for i in items]
+        return rows
+
+    def towers(self):
+        """The text graph's and (with ``id_tower``) the ID graph's final (user, item) embeddings, unit norm.
+
+        One propagation serves both: LightGCN is linear in each embedding column."""
+        ego = self.get_ego_embeddings()
+        if self.id_tower:
+            ego = torch.cat([ego, torch.cat([self.user_embedding.weight, self.item_embedding.weight])], dim=1)
+        users, items = split_users_items(lightgcn_propagate(self.norm_adj_matrix, ego, self.n_layers),
+                                         self.n_users, self.n_items)
+        d = self.latent_dim
+        return [(F.normalize(users[:, k:k + d], dim=1), F.normalize(items[:, k:k + d], dim=1))
+                for k in range(0, users.shape[1], d)]
+
+    def forward(self):
+        if not self.id_tower:
+            return super().forward()
+        (text_users, text_items), (id_users, id_items) = self.towers()
+        a, b = math.sqrt(1 - self.id_tower), math.sqrt(self.id_tower)
+        return torch.cat([a * text_users, b * id_users], dim=1), torch.cat([a * text_items, b * id_items], dim=1)
+
+    def calculate_loss(self, interaction):
+        if not self.id_tower:
+            return super().calculate_loss(interaction)
+        self.restore_user_e, self.restore_item_e = None, None
+        user, pos_item, neg_item = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        # Each graph by its own loss, as if trained alone: the mix is only how they score together.
+        loss = sum(self.mf_loss(users[user], pos_item, neg_item, items) for users, items in self.towers())
+        reg_loss = self.reg_loss(*self.layer0_rows(user, (pos_item, neg_item)), require_pow=self.require_pow)
+        return loss + self.reg_weight * reg_loss
