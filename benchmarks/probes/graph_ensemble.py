@@ -31,13 +31,8 @@ from recbole.trainer import Trainer  # noqa: E402
 from benchmarks.compare import paired_stats  # noqa: E402
 from benchmarks.harness import environment  # noqa: E402
 from benchmarks.per_user import capture, per_user_table  # noqa: E402
-from benchmarks.probes.target_popularity import bucket_names, targets  # noqa: E402
+from benchmarks.probes.target_popularity import bucket_names, targets, training_counts  # noqa: E402
 from recbole_llm.quick_start import load_data_and_model  # noqa: E402
-
-
-def per_user_valid(evaluations, result, metric):
-    users, values = per_user_table(evaluations, result, metrics=(metric,))
-    return users, values[metric]
 
 
 class Mixed(torch.nn.Module):
@@ -84,14 +79,13 @@ def main(argv=None):
             with capture() as evaluations:
                 result = trainer.evaluate(valid, load_best_model=False, show_progress=False)
             valid_scores[w] = result[args.metric]
-            valid_users[w] = dict(zip(*per_user_valid(evaluations, result, args.metric)))
+            users, values = per_user_table(evaluations, result, metrics=(args.metric,))
+            valid_users[w] = dict(zip(users, values[args.metric]))
             print(f"| {w:g} | {valid_scores[w]:.4f} |", flush=True)
         chosen = max(weights, key=lambda w: (valid_scores[w], -abs(w - 0.5)))
         print(f"\nChosen on validation: w = {chosen:g}.\n")
         # Validation alone: where each model wins, by how often the validation target was trained on.
-        inter = train_data._dataset.inter_feat
-        counts = np.bincount(inter[train_data._dataset.iid_field].numpy(), minlength=train_data._dataset.item_num)
-        bucket = targets(valid, counts)
+        bucket = targets(valid, training_counts(train_data))
         shown = list(dict.fromkeys([0.0, 1.0, chosen]))
         print(f"Validation {args.metric} by the validation target's training interactions:\n")
         print("| bucket | users | " + " | ".join(f"w = {w:g}" for w in shown) + " |")
@@ -102,7 +96,7 @@ def main(argv=None):
                 f"{np.mean([valid_users[w][u] for u in users]):.4f}" if users else "-" for w in shown) + " |")
         print()
         per_user = {}
-        for w in dict.fromkeys([0.0, 1.0, chosen]):
+        for w in shown:
             mixed.weight = w
             with capture() as evaluations:
                 result = trainer.evaluate(test, load_best_model=False, show_progress=False)

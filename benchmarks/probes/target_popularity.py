@@ -39,6 +39,12 @@ def bucket_names():
     return ends + [f"{EDGES[-1]}+"]
 
 
+def training_counts(train):
+    """Each item id's number of interactions in the training dataloader ``train``'s split."""
+    dataset = train._dataset
+    return np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num)
+
+
 def targets(data, counts):
     """``{user token: bucket index}`` of each user's target item in ``data`` (one target a user)."""
     dataset = data._dataset
@@ -59,8 +65,7 @@ def main(argv=None):
                     config_dict=entries)
     logging.basicConfig(level=logging.ERROR)
     train, valid, test = data_preparation(config, create_dataset(config))
-    inter = train._dataset.inter_feat
-    counts = np.bincount(inter[train._dataset.iid_field].numpy(), minlength=train._dataset.item_num)
+    counts = training_counts(train)
     valid_bucket, test_bucket = targets(valid, counts), targets(test, counts)
     names = bucket_names()
     print(f"# Training interactions of each user's target item: {args.dataset}\n")
