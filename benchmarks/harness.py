@@ -86,9 +86,10 @@ def control_label(model, label):
     return row_label(parse_row(label)[0], {**values, "id_control": "True"})
 
 
-def run_config_files(protocol, dataset, model):
-    """The protocol file, then the model's tuned file for this dataset if there is one."""
-    files = [str(protocol)]
+def run_config_files(protocol, dataset, model, extra=()):
+    """The protocol file, then ``extra`` (files every row of the run reads, e.g. a dataset's richer item
+    text: ``run.py --config_files``), then the model's tuned file for this dataset if there is one."""
+    files = [str(protocol), *map(str, extra)]
     tuned = TUNED_DIR / dataset / f"{model}.yaml"
     if tuned.is_file():
         files.append(os.path.relpath(tuned, ROOT))
@@ -151,6 +152,17 @@ def checkpoint_dir_of(store_path, row, seed):
     """Where one (row, seed) run of a store keeps its checkpoints while it runs (next to the store, hidden)."""
     store_path = Path(store_path)
     return store_path.with_name(f".{store_path.stem}.checkpoints") / f"{safe_name(row)}-{seed}"
+
+
+def log_dir_of(store_path, dataset):
+    """Where the runs of a store write their logs: ``log/benchmarks/<dataset>/`` for the project's table
+    (``results/<dataset>.json``); beside any other store, hidden (``.<stem>.logs/``). A probe's or a tuning
+    run's rerun of a row then neither overwrites the log of the same row in ``results/`` nor, when it
+    resumes, appends to it."""
+    store_path = Path(store_path).resolve()
+    if store_path == (ROOT / "results" / f"{dataset}.json").resolve():
+        return ROOT / "log" / "benchmarks" / dataset
+    return store_path.with_name(f".{store_path.stem}.logs")
 
 
 def per_user_path_of(store_path, dataset, row, seed):
@@ -321,11 +333,13 @@ def run_to_end(argv, log):
 
 
 def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None, harness_command=None,
-             progress=print, tuning_store=None, keep_checkpoints=False, replace=False):
+             progress=print, tuning_store=None, keep_checkpoints=False, replace=False, config_files=()):
     """Run every (row, seed) not yet in ``store``, each in its own process; returns the store.
 
     With ``replace``, rows already in the store run again and their new records replace the old
     ones (e.g. to add what a newer harness records, such as the per-user file).
+
+    ``config_files``: YAML files every row reads after the protocol (``run_config_files``).
 
     With ``tuning_store``, a plain ``Model`` row whose tuned grid point was already trained on this
     seed (``tuning_twin``) is copied from it, marked ``reused_from``, instead of being run again.
@@ -333,7 +347,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
     (to evaluate the best model again, e.g. with ``benchmarks/probes/evaluate_checkpoint.py``).
     """
     todo = [(row, seed) for row in rows for seed in seeds]
-    log_dir = Path(log_dir or ROOT / "log" / "benchmarks" / dataset)
+    log_dir = Path(log_dir or log_dir_of(store.path, dataset))
     log_dir.mkdir(parents=True, exist_ok=True)
     for index, (row, seed) in enumerate(todo, 1):
         tag = f"[{index}/{len(todo)}] {row} seed={seed}"
@@ -341,16 +355,16 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
             progress(f"{tag}: done earlier, skipped")
             continue
         model, overrides = parse_row(row)
-        config_files = run_config_files(protocol, dataset, model)
+        files = run_config_files(protocol, dataset, model, config_files)
         spec = {"label": row, "model": model, "dataset": dataset, "seed": seed, "overrides": overrides,
-                "config_files": config_files, "data_path": data_path,
-                "command": single_run_command(model, dataset, config_files, seed, overrides, data_path),
+                "config_files": files, "data_path": data_path,
+                "command": single_run_command(model, dataset, files, seed, overrides, data_path),
                 "harness_command": harness_command, "checkpoint_dir": str(checkpoint_dir_of(store.path, row, seed)),
                 "graph_cache_dir": str(graph_cache_dir_of(store.path)),
                 "per_user_path": str(per_user_path_of(store.path, dataset, row, seed))}
-        twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not overrides else None
+        twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not (overrides or config_files) else None
         if twin is not None:
-            record = {**twin, "label": row, "control": control_label(model, row), "config_files": config_files,
+            record = {**twin, "label": row, "control": control_label(model, row), "config_files": files,
                       "command": spec["command"],
                       "reused_from": {"label": twin["label"], "store": os.path.relpath(tuning_store.path, ROOT),
                                       "command": twin["command"], "harness_command": twin["harness_command"]}}

@@ -6,6 +6,11 @@
 writes ``results/<dataset>.json`` (one record per row and seed), ``results/<dataset>.md`` and
 ``results/<dataset>.png``. Rerunning skips finished (row, seed) pairs; ``--report-only`` just
 rebuilds the table and chart from the records. Rows are ``Model`` or ``Model[key=value,...]``.
+
+``--config_files`` adds property files every row reads after the protocol, e.g. ml-1m's TMDB text
+(``--config_files=properties/ml-1m-tmdb.yaml --name ml-1m-tmdb``: ``--name`` keeps those records in
+their own table). Logs go to ``log/benchmarks/<dataset>/`` for ``results/<dataset>.json`` and beside
+any other store (``.<name>.logs/``), so a probe's rerun of a row leaves the row's own log alone.
 """
 
 import argparse
@@ -47,6 +52,9 @@ def main(argv=None):
     parser.add_argument("--data_path", default=None, help="folder holding <dataset>/ (ml-100k needs none)")
     parser.add_argument("--out", default=str(ROOT / "results"), help="folder for <dataset>.{json,md,png}")
     parser.add_argument("--name", default=None, help="file stem instead of the dataset name")
+    parser.add_argument("--config_files", default="",
+                        help="space-separated YAML files every row reads after the protocol (e.g. properties/ml-1m-tmdb.yaml); "
+                             "keep their records apart with --name")
     parser.add_argument("--metric", default=None, help="metric of the chart (default ndcg@10, else hit@10)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the table and chart")
     parser.add_argument("--rerun-tuned", action="store_true",
@@ -67,7 +75,7 @@ def main(argv=None):
         command = "python benchmarks/run.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
         run_rows(split_rows(args.models), args.dataset, args.protocol, [int(s) for s in args.seeds.split(",")],
                  store, data_path=args.data_path, harness_command=command, keep_checkpoints=args.keep_checkpoints,
-                 replace=args.replace,
+                 replace=args.replace, config_files=args.config_files.split(),
                  tuning_store=None if args.rerun_tuned else RecordStore(out / "tuning" / f"{args.dataset}.json"))
     records = [r for r in store.read() if r["dataset"] == args.dataset]
     if not records:

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from benchmarks.harness import ROOT, RecordStore, checkpoint_dir_of, parse_row, run_child, run_rows, safe_name
+from benchmarks.harness import (ROOT, RecordStore, checkpoint_dir_of, log_dir_of, parse_row, run_child, run_rows,
+                                safe_name)
 from benchmarks.report import markdown_table, stage1_table
 from benchmarks.run import main, split_rows
 
@@ -81,6 +82,11 @@ def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     protocol.write_text(PROTOCOL)
     common = ["--dataset", "ml-100k", "--protocol", str(protocol), "--out", str(tmp_path / "results")]
     assert main(common + ["--models", "Pop,BPR[learning_rate=0.01]", "--seeds", "1"]) == 0
+    # A store other than results/<dataset>.json keeps its logs beside it, off the project's row logs.
+    logs = tmp_path / "results" / ".ml-100k.logs"
+    assert sorted(p.name for p in logs.iterdir()) == sorted(f"{safe_name(r)}-1.log" for r in ("Pop", "BPR[learning_rate=0.01]"))
+    assert log_dir_of(ROOT / "results" / "ml-100k.json", "ml-100k") == ROOT / "log" / "benchmarks" / "ml-100k"
+    assert log_dir_of(ROOT / "results" / "tuning" / "ml-100k.json", "ml-100k") == ROOT / "results" / "tuning" / ".ml-100k.logs"
 
     # The same rows again: every (row, seed) done earlier is skipped, not trained again.
     messages = []
@@ -103,6 +109,14 @@ def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     assert pop[1] != pop[2]
 
     assert not any((tmp_path / "results" / ".ml-100k.checkpoints").iterdir())  # finished runs leave no checkpoints
+
+    # --config_files: every row reads them after the protocol; --name keeps their records apart.
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("metrics: [Hit]\nvalid_metric: Hit@10\n")
+    assert main(common + ["--name", "ml-100k-extra", "--models", "Pop", "--config_files", str(extra)]) == 0
+    (pop,) = json.loads((tmp_path / "results" / "ml-100k-extra.json").read_text())
+    assert pop["config_files"] == [str(protocol), str(extra)] and set(pop["test"]) == {"hit@10"}
+    assert f"--config_files={protocol} {extra}" in pop["command"]
 
     table = (tmp_path / "results" / "ml-100k.md").read_text()
     assert "| Pop | 2 |" in table and "python benchmarks/run.py" in table and "python run_recbole_llm.py" in table
