@@ -165,9 +165,12 @@ def log_dir_of(store_path, dataset):
     return store_path.with_name(f".{store_path.stem}.logs")
 
 
-def per_user_path_of(store_path, dataset, row, seed):
-    """Where one (row, seed) run of a store writes its per-user test figures: ``per_user/<dataset>/`` beside the store."""
-    return Path(store_path).parent / "per_user" / dataset / f"{safe_name(row)}-{seed}.csv.gz"
+def per_user_path_of(store_path, row, seed):
+    """Where one (row, seed) run of a store writes its per-user test figures: ``per_user/<store name>/`` beside the
+    store (``<dataset>`` for ``results/<dataset>.json``), so that a table named with ``--name`` never writes over the
+    files of the dataset's own table."""
+    store_path = Path(store_path)
+    return store_path.parent / "per_user" / store_path.stem / f"{safe_name(row)}-{seed}.csv.gz"
 
 
 def run_child(spec):
@@ -361,7 +364,7 @@ def run_rows(rows, dataset, protocol, seeds, store, data_path=None, log_dir=None
                 "command": single_run_command(model, dataset, files, seed, overrides, data_path),
                 "harness_command": harness_command, "checkpoint_dir": str(checkpoint_dir_of(store.path, row, seed)),
                 "graph_cache_dir": str(graph_cache_dir_of(store.path)),
-                "per_user_path": str(per_user_path_of(store.path, dataset, row, seed))}
+                "per_user_path": str(per_user_path_of(store.path, row, seed))}
         twin = tuning_twin(tuning_store, model, dataset, protocol, seed) if not (overrides or config_files) else None
         if twin is not None:
             record = {**twin, "label": row, "control": control_label(model, row), "config_files": files,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,8 @@ def test_tiny_benchmark_runs_resumes_and_reports(tmp_path):
     (pop,) = json.loads((tmp_path / "results" / "ml-100k-extra.json").read_text())
     assert pop["config_files"] == [str(protocol), str(extra)] and set(pop["test"]) == {"hit@10"}
     assert f"--config_files={protocol} {extra}" in pop["command"]
+    # ... and their per-user files apart from the dataset's own table's.
+    assert Path(pop["per_user"]).parent.name == "ml-100k-extra"
 
     table = (tmp_path / "results" / "ml-100k.md").read_text()
     assert "| Pop | 2 |" in table and "python benchmarks/run.py" in table and "python run_recbole_llm.py" in table
