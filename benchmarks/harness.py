@@ -141,17 +141,22 @@ def safe_name(row):
     return name if name == row else f"{name}-{hashlib.sha1(row.encode()).hexdigest()[:8]}"
 
 
+def beside_store(store_path, kind):
+    """The hidden folder ``.<store name>.<kind>`` next to a store, where its runs keep what git does not
+    (``.gitignore`` lists each kind)."""
+    store_path = Path(store_path)
+    return store_path.with_name(f".{store_path.stem}.{kind}")
+
+
 def graph_cache_dir_of(store_path):
     """Where the GLTA and GAL-Rec rows of a store share their stage-1 LightGCNs (next to the store, hidden):
     rows that differ only in later-stage keys (ablations, λ, heads) train stage 1 once per seed."""
-    store_path = Path(store_path)
-    return store_path.with_name(f".{store_path.stem}.graph_cache")
+    return beside_store(store_path, "graph_cache")
 
 
 def checkpoint_dir_of(store_path, row, seed):
     """Where one (row, seed) run of a store keeps its checkpoints while it runs (next to the store, hidden)."""
-    store_path = Path(store_path)
-    return store_path.with_name(f".{store_path.stem}.checkpoints") / f"{safe_name(row)}-{seed}"
+    return beside_store(store_path, "checkpoints") / f"{safe_name(row)}-{seed}"
 
 
 def log_dir_of(store_path, dataset):
@@ -159,10 +164,9 @@ def log_dir_of(store_path, dataset):
     (``results/<dataset>.json``); beside any other store, hidden (``.<stem>.logs/``). A probe's or a tuning
     run's rerun of a row then neither overwrites the log of the same row in ``results/`` nor, when it
     resumes, appends to it."""
-    store_path = Path(store_path).resolve()
-    if store_path == (ROOT / "results" / f"{dataset}.json").resolve():
+    if Path(store_path).resolve() == (ROOT / "results" / f"{dataset}.json").resolve():
         return ROOT / "log" / "benchmarks" / dataset
-    return store_path.with_name(f".{store_path.stem}.logs")
+    return beside_store(store_path, "logs")
 
 
 def per_user_path_of(store_path, row, seed):
