@@ -10,20 +10,20 @@ from recbole.utils import init_seed
 
 from recbole_llm.config import Config
 from recbole_llm.model.fastlightgcn import FastLightGCN
-from recbole_llm.model.graph import build_norm_adj, lightgcn_propagate, split_users_items
+from recbole_llm.model.graph import SparseMM, build_norm_adj, lightgcn_propagate, split_users_items, user_mean_matrices
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.utils import create_dataset, get_model, get_trainer
 
 
 class _Interactions:
-    """The two things ``build_norm_adj`` reads from a RecBole dataset."""
+    """The two things ``build_norm_adj`` and ``user_mean_matrices`` read from a RecBole dataset."""
 
     def __init__(self, users, items, n_users, n_items):
         self.user_num, self.item_num = n_users, n_items
         self._coo = sp.coo_matrix((np.ones(len(users)), (users, items)), shape=(n_users, n_items))
 
     def inter_matrix(self, form="coo"):
-        return self._coo
+        return self._coo.asformat(form)
 
 
 def _dense_norm_adj(users, items, n_users, n_items):
@@ -60,6 +60,28 @@ def test_propagation_and_gradients_match_dense_reference():
 
     user_e, item_e = split_users_items(out_sparse, n_users, n_items)
     assert user_e.shape == (n_users, 8) and item_e.shape == (n_items, 8)
+
+
+def test_user_mean_matrix_and_its_product_match_dense_reference():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 13, 17
+    users, items = rng.integers(1, n_users - 1, 60), rng.integers(1, n_items, 60)  # user n_users-1 has no item
+    mean, mean_t = user_mean_matrices(_Interactions(users, items, n_users, n_items))
+    a = np.zeros((n_users, n_items))
+    a[users, items] = 1.0  # a repeated pair counts once
+    dense = torch.tensor(a / np.maximum(a.sum(axis=1, keepdims=True), 1), dtype=torch.float32)
+    torch.testing.assert_close(mean.to_dense(), dense)
+    torch.testing.assert_close(mean_t.to_dense(), dense.T)
+
+    x = torch.randn(n_items, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    upstream = torch.randn(n_users, 5, generator=torch.Generator().manual_seed(1))
+    x_sparse, x_dense = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = SparseMM.apply(mean, mean_t, x_sparse)
+    torch.testing.assert_close(out, dense @ x_dense)
+    (out * upstream).sum().backward()
+    ((dense @ x_dense) * upstream).sum().backward()
+    torch.testing.assert_close(x_sparse.grad, x_dense.grad)
+    assert not out[n_users - 1].any()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -95,7 +95,11 @@ def test_text_lightgcn_has_no_id_tables_and_users_are_the_mean_of_their_items(ti
     matrix = ml100k_train.inter_matrix(form="csr")
     user = 5
     items = sorted(set(matrix.indices[matrix.indptr[user]:matrix.indptr[user + 1]].tolist()))
-    torch.testing.assert_close(model.user_text[user], model.item_text[items].mean(dim=0))
+    # A user's layer 0 is the MLP of the mean text of their training items (computed as the mean of the
+    # items' first-layer outputs: the same function).
+    layer0 = model.get_ego_embeddings()
+    torch.testing.assert_close(layer0[user], model.text_mlp(model.item_text[items].mean(dim=0)))
+    torch.testing.assert_close(layer0[model.n_users + 7], model.text_mlp(model.item_text[7]))
     assert model.mf_loss.cosine  # TextLightGCN.yaml: the softmax loss by default
 
     users = torch.tensor([1, 2, 3])
@@ -132,7 +136,9 @@ def test_id_tower_is_a_separate_id_graph_scored_by_the_mixed_cosines(tiny_llm_pa
     alone = _text_model(tiny_llm_path, tmp_path, ml100k_train)
     alone.text_mlp.load_state_dict(model.text_mlp.state_dict())
     torch.testing.assert_close(text_items, alone.forward()[1])
-    ids = FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING", "graph_loss": "softmax"}),
+    same = {"softmax_tau": model.mf_loss.tau, "softmax_negatives": model.mf_loss.n_negatives,
+            "reg_weight": model.reg_weight}
+    ids = FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING", "graph_loss": "softmax", **same}),
                        ml100k_train)
     ids.load_state_dict({"user_embedding.weight": model.user_embedding.weight,
                          "item_embedding.weight": model.item_embedding.weight})
@@ -141,9 +147,15 @@ def test_id_tower_is_a_separate_id_graph_scored_by_the_mixed_cosines(tiny_llm_pa
     users = torch.tensor([1, 2, 3])
     mixed = 0.7 * text_users[users] @ text_items.T + 0.3 * id_users[users] @ id_items.T
     torch.testing.assert_close(model.full_sort_predict({model.USER_ID: users}).view(3, -1), mixed / model.mf_loss.tau)
-    # Each graph learns from its own loss: both get gradients.
+    # Each graph learns from its own loss, L2 term included: the loss is the two models' losses (the text
+    # graph's drawing its softmax negatives first), and both get gradients.
     interaction = {model.USER_ID: users, model.ITEM_ID: torch.tensor([4, 5, 6]), model.NEG_ITEM_ID: torch.tensor([7, 8, 9])}
-    model.calculate_loss(interaction).backward()
+    torch.manual_seed(0)
+    apart = alone.calculate_loss(interaction) + ids.calculate_loss(interaction)
+    torch.manual_seed(0)
+    loss = model.calculate_loss(interaction)
+    torch.testing.assert_close(loss, apart)
+    loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
@@ -152,3 +164,28 @@ def test_id_tower_refuses_a_text_graph_with_id_tables_or_bpr(tiny_llm_path, tmp_
         _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.5, text_item_id=True)
     with pytest.raises(ConfigValueError, match="graph_loss bpr.*Fix: set graph_loss softmax"):
         _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.5, graph_loss="bpr")
+
+
+@pytest.mark.parametrize("entries", [{}, {"id_tower": 0.5}, {"text_item_id": True, "graph_loss": "bpr"}])
+def test_shared_first_layer_is_the_per_user_mlp_it_replaced(tiny_llm_path, tmp_path, ml100k_train, entries):
+    """The MLP's first layer taken once over items and averaged into users (and the L2 rows read from that
+    pass) computes what the MLP over every user's mean text computed: same loss, same gradients
+    (``PerUserMLP`` of benchmarks/textlightgcn_step_cost.py, the code it replaced, timed there)."""
+    from benchmarks.textlightgcn_step_cost import PerUserMLP
+
+    model = _text_model(tiny_llm_path, tmp_path, ml100k_train, **entries)
+    before = PerUserMLP(Config("TextLightGCN", "ml-100k", config_dict={
+        "state": "WARNING", "text_encoder": "backbone", "llm_path": tiny_llm_path, "llm_cache_dir": str(tmp_path),
+        **entries}), ml100k_train)
+    before.load_state_dict(model.state_dict())
+    interaction = {model.USER_ID: torch.tensor([1, 2, 3, 2]), model.ITEM_ID: torch.tensor([4, 5, 6, 7]),
+                   model.NEG_ITEM_ID: torch.tensor([7, 8, 9, 10])}
+    losses = []
+    for m in (model, before):
+        torch.manual_seed(0)
+        loss = m.calculate_loss(interaction)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1])
+    for (name, p), q in zip(model.named_parameters(), before.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)

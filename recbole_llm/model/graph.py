@@ -14,7 +14,7 @@ CSR"): a product with a CSR tensor is several times faster than with RecBole's C
 Autograd through ``torch.sparse.mm`` on CSR, though, transposes the matrix on every backward
 (several times its forward). The normalised adjacency is symmetric, so the gradient with respect
 to the dense input, A^T @ grad = A @ grad, is one more CSR product with the same matrix:
-``SymmetricSparseMM``. Indices are int32, which MKL's sparse kernel reads as they are; int64 ones
+``SparseMM(A, A)``. Indices are int32, which MKL's sparse kernel reads as they are; int64 ones
 are converted on every product. Splitting the 64 columns into cache-sized blocks and fusing all
 layers into one autograd function were measured too and gave no consistent gain.
 """
@@ -54,39 +54,60 @@ def build_norm_adj(dataset, device=None):
     d_inv_sqrt = np.power(degree, -0.5)
     node_of_entry = np.repeat(np.arange(n_nodes), np.diff(adj.indptr))
     values = d_inv_sqrt[node_of_entry] * d_inv_sqrt[adj.indices]
-    index_dtype = torch.int32 if max(n_nodes, adj.nnz) < np.iinfo(np.int32).max else torch.int64
-    with warnings.catch_warnings():
-        # torch flags all of CSR as beta; the two operations used here (``torch.sparse.mm`` and ``.to``) are stable.
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(adj.indptr).to(index_dtype),
-            torch.from_numpy(adj.indices).to(index_dtype),
-            torch.from_numpy(values.astype(np.float32)),
-            size=(n_nodes, n_nodes),
-            device=device,
-            check_invariants=True,  # a few ms once; a malformed CSR would crash the kernel instead
-        )
+    return csr_tensor(sp.csr_matrix((values, adj.indices, adj.indptr), shape=(n_nodes, n_nodes)), device)
 
 
-class SymmetricSparseMM(torch.autograd.Function):
-    """``adj @ dense`` for a constant symmetric sparse ``adj``; the backward is ``adj @ grad``.
+class SparseMM(torch.autograd.Function):
+    """``matrix @ dense`` for a constant sparse ``matrix`` whose transpose ``matrix_t`` is kept beside it.
 
-    Autograd through ``torch.sparse.mm`` would transpose ``adj`` on every backward; symmetry makes
-    that transpose ``adj`` itself. No gradient flows to ``adj``'s values.
+    The backward is ``matrix_t @ grad``: one more CSR product, where autograd through ``torch.sparse.mm``
+    would transpose ``matrix`` on every backward. For the symmetric adjacency ``matrix_t`` is ``matrix``
+    itself. No gradient flows to the matrices' values.
     """
 
     @staticmethod
-    def forward(ctx, adj, dense):
-        ctx.adj = adj
+    def forward(ctx, matrix, matrix_t, dense):
+        ctx.matrix_t = matrix_t
         # Sparse kernels have no bf16/fp16 path on CPU: under autocast (enable_amp) the product stays in fp32.
         with torch.autocast(device_type=dense.device.type, enabled=False):
-            return torch.sparse.mm(adj, dense.to(adj.dtype))
+            return torch.sparse.mm(matrix, dense.to(matrix.dtype))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
         with torch.autocast(device_type=grad_output.device.type, enabled=False):
-            return None, torch.sparse.mm(ctx.adj, grad_output.to(ctx.adj.dtype))
+            return None, None, torch.sparse.mm(ctx.matrix_t, grad_output.to(ctx.matrix_t.dtype))
+
+
+def csr_tensor(matrix, device=None):
+    """A SciPy CSR matrix as a float32 torch CSR tensor with int32 indices where they fit (MKL reads them as
+    they are), its invariants checked once."""
+    index_dtype = torch.int32 if max(*matrix.shape, matrix.nnz) < np.iinfo(np.int32).max else torch.int64
+    with warnings.catch_warnings():
+        # torch flags all of CSR as beta; the two operations used here (``torch.sparse.mm`` and ``.to``) are stable.
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr).to(index_dtype),
+            torch.from_numpy(matrix.indices).to(index_dtype),
+            torch.from_numpy(matrix.data.astype(np.float32)),
+            size=matrix.shape,
+            device=device,
+            check_invariants=True,  # a few ms once; a malformed CSR would crash the kernel instead
+        )
+
+
+def user_mean_matrices(dataset, device=None):
+    """M (n_users, n_items), whose row u averages the items u trained on (each distinct item once; a user
+    without any gets a row of zeros), and its transpose, as torch CSR tensors for ``SparseMM``."""
+    matrix = dataset.inter_matrix(form="csr").astype(np.float64)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # a repeated interaction counts once, as in the graph
+    counts = np.maximum(np.diff(matrix.indptr), 1)
+    matrix = sp.csr_matrix(sp.diags(1.0 / counts) @ matrix)
+    matrix.sort_indices()
+    transpose = matrix.T.tocsr()
+    transpose.sort_indices()
+    return csr_tensor(matrix, device), csr_tensor(transpose, device)
 
 
 def lightgcn_propagate(adj, ego_embeddings, n_layers):
@@ -102,7 +123,7 @@ def lightgcn_propagate(adj, ego_embeddings, n_layers):
     """
     layers = [ego_embeddings]
     for _ in range(n_layers):
-        layers.append(SymmetricSparseMM.apply(adj, layers[-1]))
+        layers.append(SparseMM.apply(adj, adj, layers[-1]))
     return torch.mean(torch.stack(layers, dim=1), dim=1)
 
 

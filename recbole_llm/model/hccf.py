@@ -30,7 +30,7 @@ Choices where the paper and the two official versions differ or are silent:
   loss trains the hypergraph towards the graph view and not the other way round.
 - Edge dropout (``keep_rate``) drops an interaction in both directions at once (the official code
   drops the two directed entries independently) and scales the kept ones by 1 / keep_rate. A
-  symmetric dropped adjacency keeps ``SymmetricSparseMM``'s cheap backward valid. Dropout on the
+  symmetric dropped adjacency is its own transpose, so ``SparseMM``'s cheap backward stays valid. Dropout on the
   adjacency and on H is redrawn for every layer and every batch, and off in evaluation.
 - L2 regularisation covers all parameters, as the official ``calcRegLoss`` does (RecBole's graph
   models regularise only the batch's embeddings).
@@ -49,7 +49,7 @@ from torch import nn
 
 from recbole_llm.config_rules import check_value
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.model.graph import SymmetricSparseMM, build_norm_adj, split_users_items
+from recbole_llm.model.graph import SparseMM, build_norm_adj, split_users_items
 
 
 class HCCF(GeneralRecommender):
@@ -151,7 +151,8 @@ class HCCF(GeneralRecommender):
         layers = [torch.cat([user_ego, item_ego])]
         local_views, global_views = [], []
         for _ in range(self.n_layers):
-            local_view = SymmetricSparseMM.apply(self._dropped_adj(), layers[-1])
+            dropped = self._dropped_adj()
+            local_view = SparseMM.apply(dropped, dropped, layers[-1])
             users, items = split_users_items(layers[-1], self.n_users, self.n_items)
             global_view = torch.cat([self._hyper_propagate(user_hyper, users), self._hyper_propagate(item_hyper, items)])
             local_views.append(local_view)

@@ -16,7 +16,7 @@ from torch import nn
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
-from recbole_llm.model.graph import lightgcn_propagate, split_users_items
+from recbole_llm.model.graph import SparseMM, lightgcn_propagate, split_users_items, user_mean_matrices
 from recbole_llm.model.text_fusion import centred_unit_rows
 
 USER_SIDES = ("mean", "id")
@@ -79,7 +79,8 @@ class TextLightGCN(FastLightGCN):
         item_text = centred_unit_rows(text_embeddings(dataset, config, users=False)[1])
         self.register_buffer("item_text", item_text, persistent=False)
         if self.user_side == "mean":
-            self.register_buffer("user_text", self._mean_of_items(dataset, item_text), persistent=False)
+            # Like norm_adj_matrix, constant sparse tensors kept on the model's device.
+            self.user_mean, self.user_mean_t = user_mean_matrices(dataset, device=self.device)
 
         text_size = item_text.shape[1]
         hidden = max(text_size // 2, self.latent_dim)
@@ -99,51 +100,46 @@ class TextLightGCN(FastLightGCN):
                                    "train. Fix: set graph_loss softmax, or id_tower 0.")
         return float(value)
 
-    @staticmethod
-    def _mean_of_items(dataset, item_text):
-        """Each user's mean over the text vectors of their training items; zeros for a user without any."""
-        matrix = dataset.inter_matrix(form="csr").astype("float32")
-        matrix.data[:] = 1.0  # a repeated interaction counts once, as in the graph
-        counts = torch.from_numpy(matrix.sum(axis=1).A1).clamp(min=1).unsqueeze(1)
-        rows = torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr).long(), torch.from_numpy(matrix.indices).long(),
-            torch.from_numpy(matrix.data), size=matrix.shape, check_invariants=True,
-        )
-        return torch.sparse.mm(rows, item_text) / counts
-
-    def _user_layer0(self, users=None):
-        if self.user_side == "id":
-            return self.user_embedding.weight if users is None else self.user_embedding(users)
-        return self.text_mlp(self.user_text if users is None else self.user_text[users])
-
-    def _item_layer0(self, items=None):
-        text = self.text_mlp(self.item_text if items is None else self.item_text[items])
-        if not self.text_item_id:
-            return text
-        return text + (self.item_embedding.weight if items is None else self.item_embedding(items))
-
     def get_ego_embeddings(self):
-        """Layer-0 embeddings of all nodes, users then items: (n_users + n_items, embedding_size)."""
-        return torch.cat([self._user_layer0(), self._item_layer0()], dim=0)
+        """Layer-0 embeddings of all nodes, users then items: (n_users + n_items, embedding_size).
 
-    def layer0_rows(self, user, items):
-        rows = [self._user_layer0(user)] + [self._item_layer0(i) for i in items]
-        if self.id_tower:
-            rows += [self.user_embedding(user)] + [self.item_embedding(i) for i in items]
-        return rows
+        The MLP's first layer is linear, so a user's first-layer output (``text_user_side: mean``) is the
+        mean of their items': the items' product is taken once and averaged (``user_mean``), rather than
+        multiplying every user's mean text by the first layer's weights as well. Same function, fewer
+        products where users outnumber items (figures: results/textlightgcn-step-cost.md).
+        """
+        first, activation, second = self.text_mlp
+        item_x = F.linear(self.item_text, first.weight)  # (n_items, hidden), the bias added after averaging
+        items = second(activation(item_x + first.bias))
+        if self.text_item_id:
+            items = items + self.item_embedding.weight
+        if self.user_side == "id":
+            users = self.user_embedding.weight
+        else:
+            users = second(activation(SparseMM.apply(self.user_mean, self.user_mean_t, item_x) + first.bias))
+        return torch.cat([users, items], dim=0)
 
-    def towers(self):
-        """The text graph's and (with ``id_tower``) the ID graph's final (user, item) embeddings, unit norm.
-
-        One propagation serves both: LightGCN is linear in each embedding column."""
+    def all_layer0(self):
+        """``get_ego_embeddings``, with ``id_tower`` the ID tables' rows beside them: (n_nodes, output_size)."""
         ego = self.get_ego_embeddings()
         if self.id_tower:
             ego = torch.cat([ego, torch.cat([self.user_embedding.weight, self.item_embedding.weight])], dim=1)
-        users, items = split_users_items(lightgcn_propagate(self.norm_adj_matrix, ego, self.n_layers),
+        return ego
+
+    def towers(self, layer0=None):
+        """The text graph's and (with ``id_tower``) the ID graph's final (user, item) embeddings, unit norm
+        under a cosine ``graph_loss`` (FastLightGCN's ``forward``).
+
+        One propagation serves both: LightGCN is linear in each embedding column. ``layer0``: the
+        ``all_layer0`` rows to propagate, when the caller has them."""
+        layer0 = self.all_layer0() if layer0 is None else layer0
+        users, items = split_users_items(lightgcn_propagate(self.norm_adj_matrix, layer0, self.n_layers),
                                          self.n_users, self.n_items)
         d = self.latent_dim
-        return [(F.normalize(users[:, k:k + d], dim=1), F.normalize(items[:, k:k + d], dim=1))
-                for k in range(0, users.shape[1], d)]
+        blocks = [(users[:, k:k + d], items[:, k:k + d]) for k in range(0, users.shape[1], d)]
+        if not self.mf_loss.cosine:
+            return blocks
+        return [(F.normalize(u, dim=1), F.normalize(i, dim=1)) for u, i in blocks]
 
     def forward(self):
         if not self.id_tower:
@@ -152,12 +148,21 @@ class TextLightGCN(FastLightGCN):
         a, b = math.sqrt(1 - self.id_tower), math.sqrt(self.id_tower)
         return torch.cat([a * text_users, b * id_users], dim=1), torch.cat([a * text_items, b * id_items], dim=1)
 
+    def layer0_rows(self, user, items, layer0=None):
+        """The layer-0 rows the L2 term reads, each graph's apart: the batch's users, then each tensor of item
+        ids in ``items``, for the text graph, then (with ``id_tower``) for the ID graph. ``layer0``: the
+        ``all_layer0`` rows, when the caller has them."""
+        layer0 = self.all_layer0() if layer0 is None else layer0
+        batch = [layer0[user]] + [layer0[self.n_users + i] for i in items]
+        d = self.latent_dim
+        return [rows[:, k:k + d] for k in range(0, layer0.shape[1], d) for rows in batch]
+
     def calculate_loss(self, interaction):
-        if not self.id_tower:
-            return super().calculate_loss(interaction)
+        """Each graph by its own ranking loss, as if trained alone (the mix is only how they score together),
+        plus the L2 term, all from one layer-0 pass."""
         self.restore_user_e, self.restore_item_e = None, None
         user, pos_item, neg_item = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
-        # Each graph by its own loss, as if trained alone: the mix is only how they score together.
-        loss = sum(self.mf_loss(users[user], pos_item, neg_item, items) for users, items in self.towers())
-        reg_loss = self.reg_loss(*self.layer0_rows(user, (pos_item, neg_item)), require_pow=self.require_pow)
+        layer0 = self.all_layer0()
+        loss = sum(self.mf_loss(users[user], pos_item, neg_item, items) for users, items in self.towers(layer0))
+        reg_loss = self.reg_loss(*self.layer0_rows(user, (pos_item, neg_item), layer0), require_pow=self.require_pow)
         return loss + self.reg_weight * reg_loss
