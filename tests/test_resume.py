@@ -17,6 +17,7 @@ from recbole_llm.checkpoint import random_states, restore_random_states
 from recbole_llm.config import Config
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.trainer import ResumableTraining, resumable
+from recbole_llm.trainer.graph_stage_trainer import Stage1Trainer
 from recbole_llm.utils import create_dataset, get_model, get_trainer
 
 # Four epochs, validated after epochs 1 and 3 (0-based), so the last save before a kill at epoch 2
@@ -177,8 +178,8 @@ STAGED["GAL-Rec next_item"] = {**STAGED["GAL-Rec"], "lm_objective": "next_item",
     "split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}}
 
 
-def run_staged(model, checkpoint_dir, tiny_llm_path):
-    config = {**STAGED[model], "llm_path": tiny_llm_path, "llm_cache_dir": str(checkpoint_dir / "cache"),
+def run_staged(model, checkpoint_dir, tiny_llm_path, **entries):
+    config = {**STAGED[model], **entries, "llm_path": tiny_llm_path, "llm_cache_dir": str(checkpoint_dir / "cache"),
               "checkpoint_dir": str(checkpoint_dir), "eval_step": 1, "stopping_step": 10, "graph_learning_rate": 0.01,
               "show_progress": False, "state": "WARNING", "seed": 2020}
     return run_recbole_llm(model.split()[0], "ml-100k", config_dict=config)
@@ -205,6 +206,34 @@ def test_killed_multi_stage_run_ends_like_an_uninterrupted_one(model, tmp_path, 
     for path in left:
         torch.load(path, weights_only=True)
     result = run_staged(model, tmp_path / "killed", tiny_llm_path)
+    assert result["resumed"]
+    assert result["best_valid_score"] == expected["best_valid_score"]
+    assert result["test_result"] == expected["test_result"]
+
+
+@pytest.mark.slow
+def test_run_killed_in_stage_1_continues_its_graph_and_ends_like_an_uninterrupted_one(tmp_path, monkeypatch,
+                                                                                    tiny_llm_path):
+    """Stage 1 keeps its position after every epoch: a run killed in its second graph epoch resumes that graph
+    at its second epoch, not its first, and ends where the uninterrupted run ends."""
+    three = {"graph_epochs": 3, "epochs": 1}
+    expected = run_staged("GAL-Rec", tmp_path / "uninterrupted", tiny_llm_path, **three)
+    with monkeypatch.context() as patch:
+        kill_at_epoch(patch, 1, Stage1Trainer)
+        with pytest.raises(Killed):
+            run_staged("GAL-Rec", tmp_path / "killed", tiny_llm_path, **three)
+    (latest,) = (tmp_path / "killed").glob("GALRec-ml-100k-*/stage1_graph_latest.pth")
+    assert torch.load(latest, weights_only=True)["epoch"] == 0
+    trained = []
+    train_epoch = Stage1Trainer._train_epoch
+
+    def counted(self, train_data, epoch_idx, *args, **kwargs):
+        trained.append(epoch_idx)
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(Stage1Trainer, "_train_epoch", counted)
+    result = run_staged("GAL-Rec", tmp_path / "killed", tiny_llm_path, **three)
+    assert trained[:2] == [1, 2]  # the graph went on from its second epoch (then the holdout graph from its first)
     assert result["resumed"]
     assert result["best_valid_score"] == expected["best_valid_score"]
     assert result["test_result"] == expected["test_result"]

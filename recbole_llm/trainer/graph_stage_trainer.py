@@ -6,7 +6,8 @@ Running the same command again resumes: a finished stage is loaded, not retraine
 continues from its last completed epoch. Delete the folder to start over.
 
 - Stage 1 (graph) trains ``model.graph`` with RecBole's own Trainer on RecBole's pairwise batches,
-  early-stopped on the validation split, unless ``graph_checkpoint`` names a LightGCN checkpoint.
+  early-stopped on the validation split, unless ``graph_checkpoint`` names a LightGCN checkpoint;
+  its position is kept after every epoch (``Stage1Trainer``), so a run killed there continues it.
   With ``graph_cache`` (the default) its best embeddings are also kept in ``graph_cache_dir``
   (default ``<checkpoint_dir>/graph_cache``) under a digest of every entry stage 1 can depend on
   (all but the run-only keys and the model class's ``later_stage_keys()``), and a later run with the
@@ -107,6 +108,20 @@ class StageBatches:
                 yield Interaction({self.field: batch})
 
 
+class Stage1Trainer(RunState, Trainer):
+    """RecBole's Trainer for one stage-1 graph, its position kept in the run's folder after every epoch
+    (``stage1_<stage>_latest.pth``), so a run killed in stage 1 continues that graph where it stopped."""
+
+    def __init__(self, config, graph, run_dir, stage):
+        self._folder = run_dir
+        super().__init__(config, graph)
+        self.LATEST_FILE = f"stage1_{stage}_latest.pth"
+        self.fit_stage = stage
+
+    def _run_dir(self, config):
+        return self._folder
+
+
 class GraphStageTrainer(RunState, Trainer):
     """Stage 1 (graph), then the subclass's stages; its last one runs through ``fit_last_stage``.
 
@@ -188,12 +203,14 @@ class GraphStageTrainer(RunState, Trainer):
         ``stage`` names it in the per-stage costs: ``graph``, or ``holdout_graph`` for the second one.
         """
         config = stage1_config(self.config)
-        graph_trainer = Trainer(config, graph)
+        graph_trainer = Stage1Trainer(config, graph, self.run_dir, stage)
         graph_trainer.saved_model_file = str(self.run_dir / f"stage1_{stage}_best.pth")
         time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch.setdefault(stage, []))
         self.logger.info(f"Stage 1 ({stage}): {type(graph).__name__} with {config['graph_loss'] or 'bpr'} "
                          "on the training interactions")
-        graph_trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress)
+        graph_trainer.fit_from(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress,
+                               fix="the same command then trains this stage-1 graph again from its first epoch.")
+        self.resumed = self.resumed or graph_trainer.resumed
         self.stage_loss_per_epoch[stage] = list(graph_trainer.train_loss_dict.values())
         self._barrier()  # only rank 0 writes the best graph checkpoint
         best = torch.load(graph_trainer.saved_model_file, map_location=self.device, weights_only=False)
