@@ -13,6 +13,7 @@ the stage trainers and the caches all use the same three things:
   before any training, and a failed write (a full disk) names the file it was writing.
 """
 
+import contextlib
 import errno
 import pickle
 import random
@@ -51,6 +52,20 @@ def restore_random_states(states, **generators):
     for name, generator in generators.items():
         if generator is not None and name in states["generators"]:
             generator.set_state(states["generators"][name].cpu())
+
+
+@contextlib.contextmanager
+def own_random_states(seed, reproducibility=True):
+    """Run the block under global random states seeded from ``seed`` alone (RecBole's ``init_seed``), and
+    give the caller's states back after it, as if the block had drawn nothing."""
+    from recbole.utils import init_seed
+
+    saved = random_states()
+    init_seed(seed, reproducibility)
+    try:
+        yield
+    finally:
+        restore_random_states(saved)
 
 
 def load_checkpoint(path, fix, map_location="cpu", weights_only=False):

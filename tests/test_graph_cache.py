@@ -40,14 +40,16 @@ def run(name, config_dict):
     # Another λ and a different architecture after stage 1 (so model building draws other random numbers).
     ("GAL-Rec", {"lambda1": 0.5, "projection_size": 16}, {"lambda1": 1.0, "projection_size": 32}),
     ("GLTA", {"gllm_head": "tied", "user_alignment_lr": 0.01}, {"gllm_head": "item_tokens", "user_alignment_lr": 0.001}),
+    # A stage 1 whose loss draws from torch's random state (the softmax's negatives).
+    ("GAL-Rec", {"graph_loss": "softmax", "projection_size": 16}, {"graph_loss": "softmax", "projection_size": 32}),
 ])
 def test_a_run_differing_in_later_keys_reuses_stage_1_and_ends_as_if_it_trained_it(base, tmp_path, name, first, second):
     shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache")}
     trainer, *_ = run(name, {**shared, **first, "checkpoint_dir": str(tmp_path / "a")})
     assert trainer.graph_source == "trained" and len(trainer.stage_seconds_per_epoch["graph"]) == 2
     # One file for the LightGCN of all training interactions, one for the holdout graph (lm_holdout_ratio).
-    assert len(list((tmp_path / "graph_cache").glob(f"{trainer.config['model']}-ml-100k-[0-9a-f]*.pth"))) == 1
-    assert len(list((tmp_path / "graph_cache").glob(f"{trainer.config['model']}-ml-100k-holdout-*.pth"))) == 1
+    assert len(list((tmp_path / "graph_cache").glob("*-ml-100k-[0-9a-f]*.pth"))) == 1
+    assert len(list((tmp_path / "graph_cache").glob("*-ml-100k-holdout-*.pth"))) == 1
 
     reused, reused_model, reused_scores = run(name, {**shared, **second, "checkpoint_dir": str(tmp_path / "b")})
     assert reused.graph_source == "cache" and reused.stage_seconds_per_epoch["graph"] == []
@@ -88,9 +90,9 @@ def test_a_text_stage_1_trains_and_caches_under_its_own_key_and_later_keys_reuse
     trained, trained_model, _ = run("GAL-Rec", {**text, "checkpoint_dir": str(tmp_path / "a")})
     assert ids.graph_source == trained.graph_source == "trained"
     assert [type(g).__name__ for g in trained_model.stage1_graphs()] == ["TextLightGCN", "TextLightGCN"]
-    # Two keys of each kind: FastLightGCN's and TextLightGCN's, under the same loss.
-    assert len(list((tmp_path / "graph_cache").glob("GALRec-ml-100k-[0-9a-f]*.pth"))) == 2
-    assert len(list((tmp_path / "graph_cache").glob("GALRec-ml-100k-holdout-*.pth"))) == 2
+    # Two keys of each kind: FastLightGCN's and TextLightGCN's, under the same loss; GLTA's files too.
+    assert len(list((tmp_path / "graph_cache").glob("stage1-ml-100k-[0-9a-f]*.pth"))) == 2
+    assert len(list((tmp_path / "graph_cache").glob("stage1-ml-100k-holdout-*.pth"))) == 2
 
     # A later-stage key: the same text stage 1, from the cache.
     reused, reused_model, _ = run("GAL-Rec", {**text, "lambda1": 0.5, "projection_size": 32,
@@ -109,3 +111,20 @@ def test_a_text_stage_1_trains_and_caches_under_its_own_key_and_later_keys_reuse
     assert towered.graph_source == "trained" and towered_model.graph.output_size == 2 * towered_model.graph.latent_dim
     assert towered_model.user_graph_embedding.shape[1] == towered_model.item_score_embedding.shape[1] == towered_model.graph.output_size
     assert torch.isfinite(towered_scores).all()
+
+
+def test_glta_and_galrec_share_a_stage_1_other_than_the_papers(base, tmp_path):
+    """A stage 1 other than the papers' trains under random states seeded for it alone, so GLTA's and
+    GAL-Rec's with the same entries are one graph: GLTA loads the one GAL-Rec trained, and it is the graph
+    GLTA trains itself."""
+    shared = {**base, "graph_cache_dir": str(tmp_path / "graph_cache"), "graph_loss": "softmax"}
+    trainer, galrec, _ = run("GAL-Rec", {**shared, "epochs": 0, "checkpoint_dir": str(tmp_path / "a")})
+    assert trainer.graph_source == "trained"
+    (cached,) = (tmp_path / "graph_cache").glob("stage1-ml-100k-[0-9a-f]*.pth")
+    reused, reused_model, _ = run("GLTA", {**shared, "checkpoint_dir": str(tmp_path / "b")})
+    assert reused.graph_source == "cache" and "holdout_graph" not in reused.stage_seconds_per_epoch
+    own, own_model, _ = run("GLTA", {**shared, "graph_cache": False, "checkpoint_dir": str(tmp_path / "c")})
+    assert own.graph_source == "trained"
+    for model in (reused_model, own_model):
+        assert torch.equal(model.user_graph_embedding, galrec.user_graph_embedding)
+        assert torch.equal(model.item_graph_embedding, galrec.item_graph_embedding)

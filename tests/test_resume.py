@@ -13,7 +13,7 @@ from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import ModelType
 
-from recbole_llm.checkpoint import random_states, restore_random_states
+from recbole_llm.checkpoint import own_random_states, random_states, restore_random_states
 from recbole_llm.config import Config
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.trainer import ResumableTraining, resumable
@@ -135,6 +135,21 @@ def test_random_states_survive_a_weights_only_load():
 
 
 @pytest.mark.slow
+def test_own_random_states_seed_the_block_and_give_the_callers_back():
+    torch.manual_seed(1)
+    np.random.seed(1)
+    before = (torch.rand(3), np.random.rand(3))
+    torch.manual_seed(1)
+    np.random.seed(1)
+    with own_random_states(7):
+        inside = (torch.rand(3), np.random.rand(3))
+    after = (torch.rand(3), np.random.rand(3))
+    torch.manual_seed(7)
+    np.random.seed(7)
+    assert torch.equal(inside[0], torch.rand(3)) and np.array_equal(inside[1], np.random.rand(3))
+    assert torch.equal(after[0], before[0]) and np.array_equal(after[1], before[1])  # as if it drew nothing
+
+
 def test_complete_run_is_not_resumed(uninterrupted):
     """The same command again, in the folder where the uninterrupted run finished, trains anew."""
     finished, _ = uninterrupted
@@ -211,12 +226,14 @@ def test_killed_multi_stage_run_ends_like_an_uninterrupted_one(model, tmp_path, 
     assert result["test_result"] == expected["test_result"]
 
 
+# BPR: the papers' stage 1, on the run's random states; softmax: any other, on states seeded for stage 1.
+@pytest.mark.parametrize("graph_loss", ["bpr", "softmax"])
 @pytest.mark.slow
 def test_run_killed_in_stage_1_continues_its_graph_and_ends_like_an_uninterrupted_one(tmp_path, monkeypatch,
-                                                                                    tiny_llm_path):
+                                                                                    tiny_llm_path, graph_loss):
     """Stage 1 keeps its position after every epoch: a run killed in its second graph epoch resumes that graph
     at its second epoch, not its first, and ends where the uninterrupted run ends."""
-    three = {"graph_epochs": 3, "epochs": 1}
+    three = {"graph_epochs": 3, "epochs": 1, "graph_loss": graph_loss}
     expected = run_staged("GAL-Rec", tmp_path / "uninterrupted", tiny_llm_path, **three)
     with monkeypatch.context() as patch:
         kill_at_epoch(patch, 1, Stage1Trainer)

@@ -46,6 +46,8 @@ from recbole_llm.model.textlightgcn import TextLightGCN
 
 # The keys that choose the held-out interactions: only the holdout graph's stage-1 cache depends on them.
 HOLDOUT_KEYS = frozenset({"lm_holdout_ratio", "ordered_context"})
+# The models built on this stage 1, by their property files' names.
+GRAPH_LM_MODELS = ("GLTA", "GALRec")
 # What ``graph_model`` may name: LightGCN over IDs (the papers' stage 1), or over item text.
 GRAPH_MODELS = {model.__name__: model for model in (FastLightGCN, TextLightGCN)}
 # The entries stage 1 reads under names of its own; the language-model stages read the plain ones.
@@ -101,12 +103,20 @@ def stage1_options():
     return added | {"graph_model"}
 
 
+def papers_stage1(stage1):
+    """Whether the effective stage-1 config ``stage1`` trains the papers' stage 1: FastLightGCN with BPR.
+
+    Any other stage 1 is trained under random states of its own, seeded from ``seed``
+    (``GraphStageTrainer._train_graph``), and its cache is shared by GLTA and GAL-Rec."""
+    ids = (stage1["graph_model"] or FastLightGCN.__name__) == FastLightGCN.__name__
+    return ids and (stage1["graph_loss"] or "bpr") == "bpr"
+
+
 def unread_stage1_options(stage1):
     """The ``stage1_options`` stage 1 does not read under the effective stage-1 config ``stage1``: all of them
     for the papers' stage 1 (FastLightGCN with BPR), none otherwise. They stay out of the stage-1 cache key,
     so runs made before those keys existed keep their cache."""
-    ids = (stage1["graph_model"] or FastLightGCN.__name__) == FastLightGCN.__name__
-    return stage1_options() if ids and (stage1["graph_loss"] or "bpr") == "bpr" else frozenset()
+    return stage1_options() if papers_stage1(stage1) else frozenset()
 
 
 def latest(sequence, n, end=None):
@@ -151,6 +161,13 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         own = (property_keys(c.__name__) for c in cls.__mro__
                if issubclass(c, GraphLMRecommender) and c is not GraphLMRecommender)
         return frozenset(LLM_KEYS.union(*own) - cls.stage1_keys())
+
+    @classmethod
+    def any_later_stage_keys(cls):
+        """The keys the language-model stages of GLTA or GAL-Rec read (``later_stage_keys`` of either, from
+        their property files): none of them can change stage 1, whichever model trains it. A model left off
+        ``GRAPH_LM_MODELS`` costs a cache miss, never a wrong reuse."""
+        return frozenset(LLM_KEYS.union(*(property_keys(name) for name in GRAPH_LM_MODELS)) - cls.stage1_keys())
 
     def item_tokens(self, items):
         """The soft tokens of ``items`` in the language model's input space (the item projector's output)."""

@@ -13,7 +13,9 @@ continues from its last completed epoch. Delete the folder to start over.
   (all but the run-only keys and the model class's ``later_stage_keys()``), and a later run with the
   same digest (an ablation, another λ or head) loads them instead of training the same LightGCN
   again. Stage 1 is a function of the seed, the data and those entries alone (the graph is the
-  first thing the model builds, and RecBole's shuffling and sampling are seeded), so the loaded
+  first thing the model builds, and RecBole's shuffling and sampling are seeded; a stage 1 other
+  than the papers' FastLightGCN with BPR, whose loss draws from torch's global random state, trains
+  under random states seeded for it alone, which also makes GLTA's and GAL-Rec's one graph), so the loaded
   embeddings are the ones the run would have trained (tests/test_graph_cache.py checks it with one
   torch thread; with several, CPU reductions change order and two trainings of the same stage 1
   already differ by ~1e-7).
@@ -25,6 +27,7 @@ Only trainable weights and the graph embeddings are saved (the models' ``state_d
 frozen backbone out).
 """
 
+import contextlib
 import math
 import pickle
 import time
@@ -36,11 +39,11 @@ from recbole.data.interaction import Interaction
 import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
-from recbole_llm.checkpoint import load_checkpoint
+from recbole_llm.checkpoint import load_checkpoint, own_random_states
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.helpers import atomic_save, time_calls
-from recbole_llm.model.graph_stage import (HOLDOUT_KEYS, STAGE1_NAMES, STAGE1_OPTIONAL_NAMES, stage1_config,
-                                          unread_stage1_options)
+from recbole_llm.model.graph_stage import (HOLDOUT_KEYS, STAGE1_NAMES, STAGE1_OPTIONAL_NAMES, papers_stage1,
+                                          stage1_config, unread_stage1_options)
 from recbole_llm.model.score_fusion import FUSION_WEIGHTS
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.trainer.run_state import RunState, graph_digest
@@ -55,9 +58,13 @@ def graph_cache_digest(config, model_class, holdout=False):
     turned into the graph model it trains), less the keys only later stages read, the plain names of
     the entries stage 1 reads under its own, the optional own names (their value is in the plain entry,
     so ``graph_eval_step=1`` shares the cache of ``eval_step=1``), and the stage-1 options the papers'
-    stage 1 does not read."""
+    stage 1 does not read. A stage 1 other than the papers' is trained under random states of its own,
+    the same in GLTA and GAL-Rec, so ``model`` and the keys of either model's later stages are left out
+    too: the two models share its file."""
     stage1 = stage1_config(config)
-    ignored = model_class.later_stage_keys() - (HOLDOUT_KEYS if holdout else set())
+    papers = papers_stage1(stage1)
+    later = model_class.later_stage_keys() if papers else model_class.any_later_stage_keys() | {"model"}
+    ignored = later - (HOLDOUT_KEYS if holdout else set())
     ignored |= STAGE1_NAMES.keys() | STAGE1_OPTIONAL_NAMES.values() | unread_stage1_options(stage1)
     return graph_digest(stage1, ignored)
 
@@ -66,13 +73,15 @@ def graph_cache_file(config, model_class, holdout=False):
     """The shared stage-1 file of a run's graph settings, or None when ``graph_cache`` is off.
 
     The LightGCN of all training interactions does not depend on ``lm_holdout_ratio``; the holdout
-    graph does (and its file says so in its name).
+    graph does (and its file says so in its name). The papers' stage 1 is named after the model that
+    trained it (``GLTA-...``, ``GALRec-...``), any other after no model (``stage1-...``): GLTA and GAL-Rec share it.
     """
     if not config["graph_cache"]:
         return None
     root = Path(config["graph_cache_dir"] or Path(config["checkpoint_dir"]) / "graph_cache")
     digest = graph_cache_digest(config, model_class, holdout)
-    return root / f"{config['model']}-{config['dataset']}-{'holdout-' if holdout else ''}{digest}.pth"
+    owner = config["model"] if papers_stage1(stage1_config(config)) else "stage1"
+    return root / f"{owner}-{config['dataset']}-{'holdout-' if holdout else ''}{digest}.pth"
 
 
 class StageBatches:
@@ -208,8 +217,13 @@ class GraphStageTrainer(RunState, Trainer):
         time_calls(graph_trainer, "_train_epoch", self.stage_seconds_per_epoch.setdefault(stage, []))
         self.logger.info(f"Stage 1 ({stage}): {type(graph).__name__} with {config['graph_loss'] or 'bpr'} "
                          "on the training interactions")
-        graph_trainer.fit_from(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress,
-                               fix="the same command then trains this stage-1 graph again from its first epoch.")
+        # The papers' stage 1 draws from the run's random states, as the committed results were trained;
+        # any other from states seeded for it alone, so it is the same graph whatever model trains it.
+        own_states = (contextlib.nullcontext() if papers_stage1(config)
+                      else own_random_states(config["seed"], config["reproducibility"]))
+        with own_states:
+            graph_trainer.fit_from(train_data, valid_data, verbose=verbose, saved=True, show_progress=show_progress,
+                                   fix="the same command then trains this stage-1 graph again from its first epoch.")
         self.resumed = self.resumed or graph_trainer.resumed
         self.stage_loss_per_epoch[stage] = list(graph_trainer.train_loss_dict.values())
         self._barrier()  # only rank 0 writes the best graph checkpoint
