@@ -1,6 +1,7 @@
 """Paired comparison of two benchmark rows of one dataset over the test users and seeds they share.
 
     python benchmarks/compare.py --dataset ml-100k GLTA EASE
+    python benchmarks/compare.py --dataset ml-1m --name ml-1m-tmdb "TextLightGCN[...]" EASE
 
 reads both rows' per-user files (``per_user`` in each record of ``results/<dataset>.json``, written
 by the harness from RecBole's evaluator) and prints, for each metric, the mean of A and of B, the
@@ -99,12 +100,15 @@ def main(argv=None):
     parser.add_argument("label_a")
     parser.add_argument("label_b")
     parser.add_argument("--results", default=str(ROOT / "results"), help="folder of <dataset>.json")
+    parser.add_argument("--name", default=None,
+                        help="the store's file stem where benchmarks/run.py was given --name (e.g. ml-1m-tmdb)")
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args(argv)
-    store = Path(args.results) / f"{args.dataset}.json"
+    store = Path(args.results) / f"{args.name or args.dataset}.json"
     if not store.is_file():
-        parser.error(f"no records for {args.dataset}: {store} does not exist")
+        parser.error(f"no records for {args.dataset}: {store} does not exist"
+                     + ("" if args.name else "; a store written with benchmarks/run.py --name needs the same --name"))
     records = [r for r in json.loads(store.read_text()) if r.get("dataset") == args.dataset]
     runs = {}
     for label in (args.label_a, args.label_b):

@@ -78,6 +78,18 @@ def test_cli_prints_every_metric_and_names_what_is_missing(store, capsys, monkey
     assert "row 'C' has no per-user file" in capsys.readouterr().err
 
 
+def test_cli_reads_a_store_written_under_another_name(store, capsys, monkeypatch):
+    folder, _ = store
+    monkeypatch.setattr(compare, "ROOT", folder)
+    (folder / "toy.json").rename(folder / "toy-text.json")  # benchmarks/run.py --dataset toy --name toy-text
+    with pytest.raises(SystemExit):
+        compare.main(["--dataset", "toy", "--results", str(folder), "A", "B"])
+    assert "needs the same --name" in capsys.readouterr().err
+    assert compare.main(["--dataset", "toy", "--name", "toy-text", "--results", str(folder), "A", "B",
+                         "--resamples", "500"]) == 0
+    assert "A (A) against B (B): 59 users" in capsys.readouterr().out
+
+
 def test_report_compares_each_language_model_default_with_its_control_stage1_and_the_best_other_row(tmp_path):
     from benchmarks.report import comparison_table
 
