@@ -15,7 +15,8 @@ from recbole_llm.config import Config
 from recbole_llm.helpers import property_keys, with_entries
 from recbole_llm.model.galrec import GALRec
 from recbole_llm.model.glta import GLTA
-from recbole_llm.model.graph_stage import HOLDOUT_KEYS, GraphLMRecommender, stage1_config, stage1_options
+from recbole_llm.model.graph_stage import (GRAPH_LM_MODELS, HOLDOUT_KEYS, GraphLMRecommender, stage1_config,
+                                          stage1_options)
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
 from recbole_llm.trainer.run_state import BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest
 
@@ -78,6 +79,17 @@ def test_glta_and_galrec_read_one_stage_1_block():
     assert not block & property_keys("GLTA") and not block & property_keys("GALRec")
     glta, galrec = config("GLTA"), config("GALRec")
     assert all(glta[key] == galrec[key] for key in block)
+
+
+def test_a_stage_1_beyond_the_papers_has_one_cache_key_for_glta_and_galrec():
+    # GRAPH_LM_MODELS, whose later keys every such key leaves out, names every model on this stage 1.
+    assert set(GRAPH_LM_MODELS) == {cls.__name__ for cls in GraphLMRecommender.__subclasses__()} == set(MODELS)
+    papers = {model: config(model) for model in MODELS}
+    text = {model: with_entries(built, graph_model="TextLightGCN", graph_loss="softmax") for model, built in papers.items()}
+    for holdout in (False, True):
+        # The papers' stage 1 trains on each run's own random states: a key per model.
+        assert graph_cache_digest(papers["GLTA"], GLTA, holdout) != graph_cache_digest(papers["GALRec"], GALRec, holdout)
+        assert graph_cache_digest(text["GLTA"], GLTA, holdout) == graph_cache_digest(text["GALRec"], GALRec, holdout)
 
 
 def test_a_key_stage_1_reads_changes_the_run_and_the_cache(default):
