@@ -251,6 +251,7 @@ def test_run_killed_in_stage_1_continues_its_graph_and_ends_like_an_uninterrupte
     monkeypatch.setattr(Stage1Trainer, "_train_epoch", counted)
     result = run_staged("GAL-Rec", tmp_path / "killed", tiny_llm_path, **three)
     assert trained[:2] == [1, 2]  # the graph went on from its second epoch (then the holdout graph from its first)
+    assert not list((tmp_path / "killed").glob("GALRec-ml-100k-*/stage1_*_latest.pth"))  # stage 1 is kept whole
     assert result["resumed"]
     assert result["best_valid_score"] == expected["best_valid_score"]
     assert result["test_result"] == expected["test_result"]

@@ -119,7 +119,8 @@ class StageBatches:
 
 class Stage1Trainer(RunState, Trainer):
     """RecBole's Trainer for one stage-1 graph, its position kept in the run's folder after every epoch
-    (``stage1_<stage>_latest.pth``), so a run killed in stage 1 continues that graph where it stopped."""
+    (``stage1_<stage>_latest.pth``, removed once ``GRAPH_FILE`` keeps the whole of stage 1), so a run killed
+    in stage 1 continues that graph where it stopped."""
 
     def __init__(self, config, graph, run_dir, stage):
         self._folder = run_dir
@@ -205,6 +206,10 @@ class GraphStageTrainer(RunState, Trainer):
             self._holdout_graph_stage(train_data, valid_data, verbose, show_progress)
         self.model.freeze_graph()
         self.save_position(done, "graph", None, done=True)
+        if self._is_writer():
+            # Each graph's own position served only until stage 1 as a whole was kept.
+            for stage_position in self.run_dir.glob("stage1_*_latest.pth"):
+                stage_position.unlink()
 
     def _train_graph(self, graph, train_data, valid_data, verbose, show_progress, cached, stage="graph"):
         """Train one stage-1 LightGCN with RecBole's Trainer, early-stopped on validation; keep its best.
