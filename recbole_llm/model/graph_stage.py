@@ -158,16 +158,20 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         """The keys only the language-model stages read: the backbone's and those of the model's own
         property files. Runs that differ in nothing else share stage 1 (``graph_cache``); a key that no
         file names counts as one stage 1 may read, so a missing name costs a cache miss, never a wrong reuse."""
-        own = (property_keys(c.__name__) for c in cls.__mro__
-               if issubclass(c, GraphLMRecommender) and c is not GraphLMRecommender)
-        return frozenset(LLM_KEYS.union(*own) - cls.stage1_keys())
+        return cls._later_keys(c.__name__ for c in cls.__mro__
+                               if issubclass(c, GraphLMRecommender) and c is not GraphLMRecommender)
 
     @classmethod
     def any_later_stage_keys(cls):
         """The keys the language-model stages of GLTA or GAL-Rec read (``later_stage_keys`` of either, from
         their property files): none of them can change stage 1, whichever model trains it. A model left off
         ``GRAPH_LM_MODELS`` costs a cache miss, never a wrong reuse."""
-        return frozenset(LLM_KEYS.union(*(property_keys(name) for name in GRAPH_LM_MODELS)) - cls.stage1_keys())
+        return cls._later_keys(GRAPH_LM_MODELS)
+
+    @classmethod
+    def _later_keys(cls, names):
+        """The backbone's keys and those of the property files ``names``, less stage 1's block."""
+        return frozenset(LLM_KEYS.union(*(property_keys(name) for name in names)) - cls.stage1_keys())
 
     def item_tokens(self, items):
         """The soft tokens of ``items`` in the language model's input space (the item projector's output)."""
