@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from recbole.utils import init_seed
 
 from recbole_llm.errors import CheckpointError
 
@@ -58,8 +59,6 @@ def restore_random_states(states, **generators):
 def own_random_states(seed, reproducibility=True):
     """Run the block under global random states seeded from ``seed`` alone (RecBole's ``init_seed``), and
     give the caller's states back after it, as if the block had drawn nothing."""
-    from recbole.utils import init_seed
-
     saved = random_states()
     init_seed(seed, reproducibility)
     try:
