@@ -389,11 +389,33 @@ def test_next_item_prompts_show_only_the_prefix_and_every_position_is_supervised
     assert model.context_prompts("user", users[:1], context, 2).inputs_embeds.shape[1] == without + 1
 
 
+def test_the_last_cut_supervises_each_users_latest_positions_in_one_forward(base, tmp_path):
+    _, model, *_ = build({**base, **NEXT_ITEM, "next_item_cut": "last", "use_l1": False,
+                          "checkpoint_dir": str(tmp_path)})
+    model.freeze_graph()
+    model.train()
+    logits_rows = count_calls(model, "logits")
+    users = model.lm_users[:24]
+    state = model.generator.get_state()
+    for user in users.tolist():
+        targets, ((hop1, mask1), _), l0, _ = model._next_item_l0(torch.tensor([user]))
+        sequence = model.sequences[user].tolist()
+        end = len(sequence) - 1
+        # [OUT] predicts the last training item; the context is the (up to 4) items before it, each predicting the next.
+        assert int(targets[0]) == sequence[end] and hop1[0][mask1[0]].tolist() == sequence[max(end - 4, 0):end]
+        assert logits_rows[-1] == min(end, 4) + 1 and torch.isfinite(l0)
+    # The cut draws nothing: the neighbour sampler's generator moved only for the 2-hop walks.
+    model.generator.set_state(state)
+    assert torch.equal(model._cut_points(users), torch.tensor([len(model.sequences[u]) - 1 for u in users.tolist()]))
+    assert torch.equal(model.generator.get_state(), state)
+
+
 @pytest.mark.parametrize("setting, message", [
     ({"lm_objective": "sasrec"}, r"lm_objective='sasrec' is not an objective.*Fix:"),
     ({"lm_objective": "next_item"}, r"not in time order.*Fix: set eval_args order: TO"),
     ({**NEXT_ITEM, "lm_holdout_ratio": 0.0}, r"score_fusion=residual learns the fusion on held-out targets.*Fix:"),
     ({**NEXT_ITEM, "use_l1": True}, r"use_l1 aligns.*Fix: set use_l1: False"),
+    ({**NEXT_ITEM, "next_item_cut": "first"}, r"next_item_cut='first' is not a cut.*Fix: set next_item_cut to one of"),
 ])
 def test_next_item_is_refused_where_it_cannot_train(base, setting, message):
     with pytest.raises(ConfigValueError, match=message):

@@ -18,7 +18,7 @@ from recbole_llm.model.glta import GLTA
 from recbole_llm.model.graph_stage import (GRAPH_LM_MODELS, HOLDOUT_KEYS, GraphLMRecommender, stage1_config,
                                           stage1_options)
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
-from recbole_llm.trainer.run_state import BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest
+from recbole_llm.trainer.run_state import ADDED_KEYS_UNSET, BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest
 
 DATA = "../shared/datasets"
 MODELS = {"GLTA": GLTA, "GALRec": GALRec}
@@ -169,3 +169,21 @@ def test_graph_eval_step_gives_stage_1_its_own_validation_interval(default):
     assert stage1_config(own)["eval_step"] == built["eval_step"]
     assert digests(own, model)[1:] == (cache, holdout) and digests(own, model)[0] not in (run, digests(rare, model)[0])
     assert digests(with_entries(own, eval_step=3), model)[1:] == (cache, holdout)
+
+
+# The run digests of the default configs on ml-100k: a change here renames every run folder, and a killed
+# run of the defaults no longer resumes (a key added since must be left out at its unset value: ADDED_KEYS_UNSET).
+RUN_DIGESTS = {"GLTA": "d3bd385798bc", "GALRec": "125fef01dbe7"}
+
+
+def test_a_key_added_later_leaves_earlier_run_folders_at_its_unset_value(default):
+    model, built, (run, cache, holdout) = default
+    assert run == RUN_DIGESTS[model]
+    unset = {key for key, value in ADDED_KEYS_UNSET.items() if key in built.final_config_dict and built[key] == value}
+    assert unset
+    before = with_entries(built)
+    for key in unset:
+        del before.final_config_dict[key]
+    assert digests(before, model) == (run, cache, holdout)
+    for key in sorted(unset):
+        assert digests(with_entries(built, **{key: other(built[key])}), model)[0] != run, key

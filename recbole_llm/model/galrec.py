@@ -54,6 +54,10 @@ it can vary:
   before the cut are the 1-hop context, and every context item's state and [OUT] predict what follows
   them, in one forward. User prompts then carry no token of the user, whose stage-1 embedding has seen
   most cuts' targets; ``_next_item_l0`` says what may reach a prompt and where stage 1's score is fused.
+  ``next_item_cut: last`` cuts every sequence before its last training item instead: one forward then
+  supervises the user's latest ``n_hop1`` + 1 positions, the whole sequence when ``n_hop1`` covers it (as
+  SASRec's training sequences end at each position), and [OUT] always predicts what follows the latest
+  items, as it does at inference; ``random`` (the default) shows [OUT] every prefix over the epochs.
 - Negatives of each InfoNCE: the other keys of the batch (a key of the same node is masked) plus,
   with ``use_queue``, the queue's filled part; the queue never holds the current batch's keys.
   ``use_queue: False`` leaves in-batch negatives only. Keys of the same node from earlier batches
@@ -99,6 +103,7 @@ from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
 LM_OBJECTIVES = ("target", "next_item")
+NEXT_ITEM_CUTS = ("random", "last")
 QUEUES = ("user_hop0", "user_hop1", "item_hop0", "item_hop1")
 
 
@@ -170,6 +175,10 @@ class GALRec(GraphLMRecommender):
                                    f"language-model stage. Fix: set lm_objective to one of {', '.join(LM_OBJECTIVES)}.")
         # next_item: a user is their sequence, as in SASRec (see ``_next_item_l0``).
         self.user_token_in_prompt = self.lm_objective == "target"
+        self.next_item_cut = config["next_item_cut"] or "random"
+        if self.next_item_cut not in NEXT_ITEM_CUTS:
+            raise ConfigValueError(f"next_item_cut={self.next_item_cut!r} is not a cut of lm_objective=next_item. "
+                                   f"Fix: set next_item_cut to one of {', '.join(NEXT_ITEM_CUTS)}.")
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
         d = self._build_graph(config, dataset)
@@ -288,9 +297,13 @@ class GALRec(GraphLMRecommender):
         return targets, self.latest_items(self.sequences, users, ends)
 
     def _cut_points(self, users):
-        """A position t of each user's training sequence, uniformly in 1..n-1 (0 for a sequence of one item)."""
+        """A position t of each user's training sequence (0 for a sequence of one item): with ``next_item_cut:
+        random`` uniformly in 1..n-1, a fresh draw each step; with ``last`` the last one, n-1."""
         lengths = torch.tensor([len(self.sequences[u]) for u in users.tolist()])
-        ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
+        if self.next_item_cut == "last":
+            ends = lengths - 1
+        else:
+            ends = (torch.rand(len(users), generator=self.generator) * (lengths - 1).clamp(min=0)).long() + 1
         return torch.where(lengths > 1, ends, torch.zeros_like(ends))
 
     def context_prompts(self, side, nodes, context, hops, encoder=None):
