@@ -134,7 +134,6 @@ def test_random_states_survive_a_weights_only_load():
     assert torch.equal(draws[3], again[3])
 
 
-@pytest.mark.slow
 def test_own_random_states_seed_the_block_and_give_the_callers_back():
     torch.manual_seed(1)
     np.random.seed(1)
@@ -150,6 +149,7 @@ def test_own_random_states_seed_the_block_and_give_the_callers_back():
     assert torch.equal(after[0], before[0]) and np.array_equal(after[1], before[1])  # as if it drew nothing
 
 
+@pytest.mark.slow
 def test_complete_run_is_not_resumed(uninterrupted):
     """The same command again, in the folder where the uninterrupted run finished, trains anew."""
     finished, _ = uninterrupted

@@ -177,7 +177,7 @@ class GALRec(GraphLMRecommender):
         self.user_token_in_prompt = self.lm_objective == "target"
         self.next_item_cut = config["next_item_cut"] or "random"
         if self.next_item_cut not in NEXT_ITEM_CUTS:
-            raise ConfigValueError(f"next_item_cut={self.next_item_cut!r} is not a cut of lm_objective=next_item. "
+            raise ConfigValueError(f"next_item_cut={self.next_item_cut!r} is not a cut of GAL-Rec's training sequences. "
                                    f"Fix: set next_item_cut to one of {', '.join(NEXT_ITEM_CUTS)}.")
 
         # Stage 1: the graph, and its frozen final embeddings once trained.
