@@ -2,11 +2,13 @@
 
     python benchmarks/compare.py --dataset ml-100k GLTA EASE
     python benchmarks/compare.py --dataset ml-1m --name ml-1m-tmdb "TextLightGCN[...]" EASE
+    python benchmarks/compare.py --dataset amazon-beauty GALRec stage1:GALRec
 
 reads both rows' per-user files (``per_user`` in each record of ``results/<dataset>.json``, written
 by the harness from RecBole's evaluator) and prints, for each metric, the mean of A and of B, the
 mean difference A − B, its 95% bootstrap interval and the p-values of the paired t-test and of the
-Wilcoxon signed-rank test (scipy).
+Wilcoxon signed-rank test (scipy). ``stage1:LABEL`` names GLTA's or GAL-Rec's stage 1 alone in the
+records of LABEL (their ``graph_per_user`` files), so a row can be set against its own graph.
 
 The unit is the user. A seed redraws the split (and the model's initialisation), so one user's
 figures under different seeds are not independent draws: each user's difference is first averaged
@@ -27,6 +29,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.per_user import METRICS, read_csv_gz  # noqa: E402
+
+
+# A label written ``stage1:LABEL`` reads the stage-1 per-user files of LABEL's records.
+STAGE1 = "stage1:"
 
 
 class CompareError(ValueError):
@@ -112,9 +118,13 @@ def main(argv=None):
     records = [r for r in json.loads(store.read_text()) if r.get("dataset") == args.dataset]
     runs = {}
     for label in (args.label_a, args.label_b):
-        if not any(r["label"] == label for r in records):
-            parser.error(f"{store} has no row {label!r}; its rows: {', '.join(sorted({r['label'] for r in records}))}")
-        runs[label] = per_user_runs(records, label, root=ROOT)
+        row, key = (label[len(STAGE1):], "graph_per_user") if label.startswith(STAGE1) else (label, "per_user")
+        if not any(r["label"] == row for r in records):
+            parser.error(f"{store} has no row {row!r}; its rows: {', '.join(sorted({r['label'] for r in records}))}")
+        runs[label] = per_user_runs(records, row, key=key, root=ROOT)
+        if not runs[label] and key == "graph_per_user":
+            parser.error(f"row {row!r} has no stage-1 per-user file (graph_per_user) on any seed: only GLTA's and "
+                         "GAL-Rec's records have one, when their stage 1 was evaluated alone")
         if not runs[label]:
             parser.error(f"row {label!r} has no per-user file on any seed: run it again through benchmarks/run.py "
                          "(with --replace) so its records name one")

@@ -78,6 +78,25 @@ def test_cli_prints_every_metric_and_names_what_is_missing(store, capsys, monkey
     assert "row 'C' has no per-user file" in capsys.readouterr().err
 
 
+def test_cli_sets_a_row_against_its_own_stage1(store, capsys, monkeypatch):
+    folder, records = store
+    monkeypatch.setattr(compare, "ROOT", folder)
+    for record in records:  # A's stage 1: B's figures under A's records
+        if record["label"] == "A":
+            record["graph_per_user"] = next(r["per_user"] for r in records if r["label"] == "B" and r["seed"] == record["seed"])
+    (folder / "toy.json").write_text(json.dumps(records))
+    assert compare.main(["--dataset", "toy", "--results", str(folder), "A", "stage1:A", "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "A (A) against stage1:A (B): 59 users, per-user means over seeds 1, 2" in out
+    assert compare.main(["--dataset", "toy", "--results", str(folder), "A", "B", "--resamples", "500"]) == 0
+    against_b = capsys.readouterr().out
+    assert out.splitlines()[1:] == against_b.splitlines()[1:]  # the same figures as B's own rows
+    assert "| ndcg@10 | " in out and "| +0.0000 |" not in out
+    with pytest.raises(SystemExit):
+        compare.main(["--dataset", "toy", "--results", str(folder), "A", "stage1:B"])
+    assert "row 'B' has no stage-1 per-user file" in capsys.readouterr().err
+
+
 def test_cli_reads_a_store_written_under_another_name(store, capsys, monkeypatch):
     folder, _ = store
     monkeypatch.setattr(compare, "ROOT", folder)
