@@ -122,11 +122,10 @@ def main(argv=None):
         if not any(r["label"] == row for r in records):
             parser.error(f"{store} has no row {row!r}; its rows: {', '.join(sorted({r['label'] for r in records}))}")
         runs[label] = per_user_runs(records, row, key=key, root=ROOT)
-        if not runs[label] and key == "graph_per_user":
-            parser.error(f"row {row!r} has no stage-1 per-user file (graph_per_user) on any seed: only GLTA's and "
-                         "GAL-Rec's records have one, when their stage 1 was evaluated alone")
         if not runs[label]:
-            parser.error(f"row {label!r} has no per-user file on any seed: run it again through benchmarks/run.py "
+            parser.error(f"row {row!r} has no stage-1 per-user file (graph_per_user) on any seed: only GLTA's and "
+                         "GAL-Rec's records have one, when their stage 1 was evaluated alone" if key == "graph_per_user"
+                         else f"row {label!r} has no per-user file on any seed: run it again through benchmarks/run.py "
                          "(with --replace) so its records name one")
     try:
         seeds, results = compare(runs[args.label_a], runs[args.label_b], resamples=args.resamples, seed=args.bootstrap_seed)
