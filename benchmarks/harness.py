@@ -177,6 +177,11 @@ def per_user_path_of(store_path, row, seed):
     return store_path.parent / "per_user" / store_path.stem / f"{safe_name(row)}-{seed}.csv.gz"
 
 
+def floats(result):
+    """A RecBole result as {metric: float}, or None."""
+    return {k: float(v) for k, v in result.items()} if result else None
+
+
 def run_child(spec):
     """Body of the child process: one training run; returns its record."""
     from benchmarks import per_user
@@ -243,6 +248,10 @@ def run_child(spec):
         # GLTA's and GAL-Rec's own stage-1 LightGCN on the same test split, and the learned fusion weights.
         "graph_test": {k: float(v) for k, v in result["graph_test_result"].items()} if result.get("graph_test_result") else None,
         "fusion": result.get("fusion"),
+        # fold_in_valid (GLTA, GAL-Rec): the test scored with the validation items folded in; these are the same
+        # model's test and stage 1's test without them.
+        "test_unfolded": floats(result.get("unfolded_test_result")),
+        "graph_test_unfolded": floats(result.get("unfolded_graph_test_result")),
         # Each test user's ndcg@10, precision@10, recall@10 (benchmarks/per_user.py), for paired comparisons.
         "per_user": per_user_file,
         "graph_per_user": graph_per_user_file,  # GLTA's and GAL-Rec's stage 1 alone (graph_test), per user

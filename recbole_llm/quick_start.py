@@ -56,6 +56,13 @@ def _fit_and_test(config, saved, verbose=True):
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test_seconds = time.perf_counter() - test_start
     plugin = isinstance(trainer, RunState)  # the plugin's trainers: resumable, and they report more
+    # fold_in_valid (GLTA, GAL-Rec): the same model on the training history alone too, what it adds. Before
+    # stage 1's test below, which per-user files take as the last of the run's evaluations.
+    unfolded = None
+    if plugin and trainer.folds_in(test_data):
+        with trainer.unfolded():
+            unfolded = {"test": trainer.evaluate(test_data, load_best_model=False), "graph_test": trainer.graph_test_result(test_data)}
+        logger.info(set_color("test result without the validation items", "yellow") + f": {dict2str(unfolded['test'])}")
     # GLTA's and GAL-Rec's stage-1 LightGCN alone on the same test split: what the LM stages add.
     graph_test_result = trainer.graph_test_result(test_data) if plugin else None
     if plugin:
@@ -85,6 +92,9 @@ def _fit_and_test(config, saved, verbose=True):
         # GLTA's and GAL-Rec's stage 1: trained, graph_checkpoint, cache (graph_cache) or run checkpoint.
         "graph_source": trainer.graph_source if plugin else None,
         "graph_test_result": graph_test_result,
+        # With fold_in_valid: the test and stage 1's test without the validation items (None otherwise).
+        "unfolded_test_result": unfolded and unfolded["test"],
+        "unfolded_graph_test_result": unfolded and unfolded["graph_test"],
         # The score fusion's scale and gate (GLTA, GAL-Rec): learned (residual) or chosen on validation (validated).
         "fusion": trainer.fusion_weights() if plugin else None,
         # Peak memory of this process's GPU (None on CPU): under DDP each rank reports its own.

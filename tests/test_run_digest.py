@@ -18,7 +18,7 @@ from recbole_llm.model.glta import GLTA
 from recbole_llm.model.graph_stage import (GRAPH_LM_MODELS, HOLDOUT_KEYS, GraphLMRecommender, stage1_config,
                                           stage1_options)
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
-from recbole_llm.trainer.run_state import ADDED_KEYS_UNSET, BOOKKEEPING_KEYS, BUDGET_KEYS, run_digest
+from recbole_llm.trainer.run_state import ADDED_KEYS_UNSET, BOOKKEEPING_KEYS, BUDGET_KEYS, TEST_KEYS, run_digest
 
 DATA = "../shared/datasets"
 MODELS = {"GLTA": GLTA, "GALRec": GALRec}
@@ -137,11 +137,19 @@ def test_a_later_stage_key_changes_the_run_but_not_the_cache(default):
     model, built, (run, cache, holdout) = default
     later = MODELS[model].later_stage_keys()
     assert {"score_fusion", "llm_path", "lora_r"} <= later and not later & GraphLMRecommender.stage1_keys()
-    for key in sorted(later - BUDGET_KEYS - BOOKKEEPING_KEYS):
+    for key in sorted(later - BUDGET_KEYS - BOOKKEEPING_KEYS - TEST_KEYS):
         changed = digests(with_entries(built, **{key: other(built[key])}), model)
         assert changed[0] != run and changed[1] == cache, key
         # The held-out interactions' keys choose the LightGCN the language model reads.
         assert (changed[2] != holdout) == (key in HOLDOUT_KEYS), key
+
+
+def test_what_the_test_reads_changes_no_digest(default):
+    """``fold_in_valid`` changes neither training nor validation: the same run folder and stage 1 serve both."""
+    model, built, digests_of_default = default
+    assert TEST_KEYS <= MODELS[model].later_stage_keys()
+    for key in TEST_KEYS:
+        assert digests(with_entries(built, **{key: other(built[key])}), model) == digests_of_default, key
 
 
 def test_a_budget_key_changes_no_run_digest(default):

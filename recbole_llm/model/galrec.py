@@ -213,11 +213,26 @@ class GALRec(GraphLMRecommender):
         # On ordered data (order: TO) a user's 1-hop context is their latest training items, oldest first,
         # since leave-one-out asks what comes next; the training targets are the items that follow.
         self.generator = torch.Generator().manual_seed(config["seed"])
-        users = torch.arange(self.n_users)
-        hop1 = self.latest_items(self.sequences, users) if self.ordered else None
-        self.inference_context = self.sample_context("user", users, torch.Generator().manual_seed(config["seed"]), hop1=hop1)
+        self.seed = config["seed"]
+        self.inference_context = self._inference_context()
         if self.lm_objective == "next_item":
             self._check_next_item()
+
+    INFERENCE_STATE = ("inference_context", "user_items", "item_users")
+
+    def _inference_context(self):
+        """Every user's fixed context at inference (``sample_context``, seeded): on ordered data the latest items."""
+        users = torch.arange(self.n_users)
+        hop1 = self.latest_items(self.sequences, users) if self.ordered else None
+        return self.sample_context("user", users, torch.Generator().manual_seed(self.seed), hop1=hop1)
+
+    def _refresh_inference(self, dataset):
+        """``folded_in``: neighbours and contexts from the folded-in interactions (ordered contexts then end at
+        each user's latest item)."""
+        interactions = dataset.inter_matrix(form="csr")
+        self.user_items = NeighbourSampler(interactions)
+        self.item_users = NeighbourSampler(interactions.T.tocsr())
+        self.inference_context = self._inference_context()
 
     def _check_next_item(self):
         """``lm_objective: next_item`` needs an order to follow and, with a fusion trained on stage 1's scores,

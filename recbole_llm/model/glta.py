@@ -108,20 +108,29 @@ class GLTA(GraphLMRecommender):
         self.prompts = PromptBuilder(self.tokenizer, self.llm.get_input_embeddings(), add_bos=not self.user_template.adds_bos)
 
         self.descriptions = item_descriptions(dataset) if self.item_alignment or self.use_profile or self.use_prediction else None
-        history = dataset.inter_matrix(form="csr").astype(np.float32)
-        self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
-        # Inference history: a fixed random subset per user, the same in every evaluation.
-        # On ordered data (order: TO) a prompt shows the user's most recent training items, oldest first,
-        # since leave-one-out asks what comes next; otherwise a fixed random subset, the same in every evaluation.
-        if self.ordered:
-            self.inference_history = [latest(h, self.max_history) for h in self.sequences]
-        else:
-            rng = np.random.default_rng(config["seed"])
-            self.inference_history = [h if len(h) <= self.max_history else rng.choice(h, self.max_history, replace=False)
-                                      for h in self.history]
+        self.seed = config["seed"]
+        self._refresh_inference(dataset)
         self.profiles = user_texts(config, dataset, self.history, self.descriptions, "profile") if self.use_profile else None
         self.predictions = (user_texts(config, dataset, self.history, self.descriptions, "prediction")
                             if self.use_prediction else None)
+
+    INFERENCE_STATE = ("history", "inference_history")
+
+    def _refresh_inference(self, dataset):
+        """Each user's items (``history``) and the fixed prompt history at inference, from ``dataset``'s
+        interactions (the training split; under ``folded_in``, the validation split after it).
+
+        On ordered data (order: TO) a prompt shows the user's most recent items, oldest first, since
+        leave-one-out asks what comes next; otherwise a fixed random subset (seeded), the same in every evaluation.
+        """
+        history = dataset.inter_matrix(form="csr").astype(np.float32)
+        self.history = [history.indices[history.indptr[u]:history.indptr[u + 1]] for u in range(self.n_users)]
+        if self.ordered:
+            self.inference_history = [latest(h, self.max_history) for h in self.sequences]
+        else:
+            rng = np.random.default_rng(self.seed)
+            self.inference_history = [h if len(h) <= self.max_history else rng.choice(h, self.max_history, replace=False)
+                                      for h in self.history]
 
     # ----- parameters of each stage -------------------------------------------------------------
 

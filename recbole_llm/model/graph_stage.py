@@ -277,6 +277,52 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         self.user_graph_embedding.copy_(users)
         self.item_graph_embedding.copy_(items)
 
+    # ----- fold_in_valid: scoring with interactions stage 1 did not train on -------------------------
+
+    # What a subclass derives from the training history for inference (GAL-Rec's context, GLTA's
+    # prompt history): ``folded_in`` rebuilds it with ``_refresh_inference`` and restores it.
+    INFERENCE_STATE = ()
+
+    def _refresh_inference(self, dataset):
+        """Rebuild ``INFERENCE_STATE`` from ``self.sequences`` or ``dataset``'s interactions."""
+
+    @contextlib.contextmanager
+    def folded_in(self, dataset):
+        """Within it, the model scores as if ``dataset``'s interactions were its training history (``fold_in_valid``:
+        the training split and then the validation split, so each user's sequence stays in time order).
+
+        Nothing is trained. Each stage-1 graph is rebuilt over those interactions with its trained
+        parameters, so LightGCN's propagation (and TextLightGCN's users, the mean of their items'
+        text) reaches them; the frozen embeddings the language model and the fused score read are
+        taken from it (``freeze_graph``); and the language model's inference context (``sequences``,
+        ``INFERENCE_STATE``) ends at each user's latest item. SASRec's test input reads the
+        validation item the same way. On leaving, everything is as it was.
+        """
+        graphs = (self.graph, self.holdout_graph)
+        buffers = {name: buffer.clone() for name, buffer in self.named_buffers(recurse=False)}
+        saved = {name: getattr(self, name) for name in ("sequences", *self.INFERENCE_STATE)}
+        try:
+            with torch.random.fork_rng(devices=[]):  # building a graph draws its initial weights
+                self.graph, self.holdout_graph = (None if g is None else self._graph_over(g, dataset) for g in graphs)
+            self.freeze_graph()
+            if self.sequences is not None:
+                self.sequences = self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
+            self._refresh_inference(dataset)
+            yield
+        finally:
+            self.graph, self.holdout_graph = graphs
+            with torch.no_grad():
+                for name, buffer in self.named_buffers(recurse=False):
+                    buffer.copy_(buffers[name])
+            for name, value in saved.items():
+                setattr(self, name, value)
+
+    def _graph_over(self, graph, dataset):
+        """A graph of ``graph``'s class and parameters whose propagation runs over ``dataset``'s interactions."""
+        other = type(graph)(self.stage1_config, dataset).to(self.device)
+        other.load_state_dict(graph.state_dict())
+        return other
+
     def fusion_parameters(self):
         return list(self.score_fusion.parameters())
 

@@ -19,6 +19,10 @@ continues from its last completed epoch. Delete the folder to start over.
   embeddings are the ones the run would have trained (tests/test_graph_cache.py checks it with one
   torch thread; with several, CPU reductions change order and two trainings of the same stage 1
   already differ by ~1e-7).
+- ``fold_in_valid``: a split evaluated after the validation split (the test) is scored with the
+  validation interactions folded in (``GraphLMRecommender.folded_in``): the models read each user's
+  history up to the test item, as SASRec does, without training on it. ``unfolded()`` scores
+  without them, for comparison.
 - The last stage (GLTA's user alignment, GAL-Rec's graph-aware learning) goes through RecBole's
   ``fit`` on batches of ids, so validation, early stopping and the best checkpoint
   (``<model>-best.pth``) are RecBole's; ``LATEST_FILE`` holds its position after its last finished epoch.
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import torch
 from recbole.data.dataloader import TrainDataLoader
-from recbole.data.interaction import Interaction
+from recbole.data.interaction import Interaction, cat_interactions
 import recbole.trainer.trainer as recbole_trainer
 from recbole.trainer import Trainer
 
@@ -152,6 +156,11 @@ class GraphStageTrainer(RunState, Trainer):
         self.rank = 0 if config["single_spec"] else config["local_rank"]
         self.world_size = 1 if config["single_spec"] else config["world_size"]
         self.fit_stage = self.STAGES[-1]
+        self._splits = None  # (train, valid) loaders of fit, which fold_in_valid reads
+        self._folded = None  # their interactions, training then validation
+        if config["fold_in_valid"] not in (None, True, False):
+            raise ConfigValueError(f"fold_in_valid={config['fold_in_valid']!r} is not a boolean. Fix: set it to True or False.")
+        self._fold_in = bool(config["fold_in_valid"])
 
     def _batches(self, field, ids, batch_size, dataset, group=1, limit=None):
         return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size, limit)
@@ -172,6 +181,7 @@ class GraphStageTrainer(RunState, Trainer):
 
     def prepare_graph(self, train_data, valid_data, verbose, show_progress):
         """The run folder and stage 1 (trained, loaded or resumed), with DDP wrapped around what stays trainable."""
+        self._splits, self._folded = (train_data, valid_data), None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._graph_stage(train_data, valid_data, verbose, show_progress)
         self._rewrap_ddp()
@@ -256,6 +266,45 @@ class GraphStageTrainer(RunState, Trainer):
 
     def fusion_weights(self):
         return self.model.fusion_weights()
+
+    # ----- evaluation ---------------------------------------------------------------------------
+
+    def folds_in(self, eval_data):
+        """Whether ``evaluate`` scores ``eval_data`` with the validation interactions folded in: with
+        ``fold_in_valid``, for a split other than fit's training and validation splits (the test)."""
+        return bool(self._fold_in and self._splits is not None and self._splits[1] is not None and eval_data
+                    and all(eval_data is not split for split in self._splits))
+
+    def _folded_dataset(self):
+        """The training split's dataset with the validation split's interactions after its own (built once)."""
+        if self._folded is None:
+            train, valid = (split.dataset for split in self._splits)
+            self._folded = train.copy(cat_interactions([train.inter_feat, valid.inter_feat]))
+        return self._folded
+
+    @contextlib.contextmanager
+    def unfolded(self):
+        """Within it, ``evaluate`` scores every split on the training history alone (``fold_in_valid`` off)."""
+        fold_in, self._fold_in = self._fold_in, False
+        try:
+            yield
+        finally:
+            self._fold_in = fold_in
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's ``evaluate``; where ``folds_in(eval_data)``, within ``model.folded_in``. The best checkpoint
+        is then loaded first, as RecBole loads it, so that the fold-in reads its parameters."""
+        if not self.folds_in(eval_data):
+            return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        if load_best_model:
+            path = model_file or self.saved_model_file
+            checkpoint = load_checkpoint(path, "delete the run's folder and train again.", map_location=self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {path}")
+        with self.model.folded_in(self._folded_dataset()):
+            return super().evaluate(eval_data, False, model_file, show_progress)
 
     def graph_test_result(self, test_data):
         """Test metrics of stage 1's LightGCN alone (the ranking the fused model starts from)."""

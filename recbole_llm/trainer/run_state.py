@@ -29,6 +29,7 @@ cannot change stage 1 and those only the later stages read, which the model clas
 property files (``GraphLMRecommender.later_stage_keys``).
 """
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -58,7 +59,10 @@ BUDGET_KEYS = frozenset({"epochs", "user_alignment_epochs", "eval_step", "stoppi
 # Whether and where stage 1 is cached: how a run obtains its stage 1, not what it is.
 GRAPH_CACHE_KEYS = frozenset({"graph_cache", "graph_cache_dir"})
 
-RUN_ONLY_KEYS = BOOKKEEPING_KEYS | EXECUTION_KEYS | BUDGET_KEYS | GRAPH_CACHE_KEYS
+# What the test reads (GLTA's and GAL-Rec's ``fold_in_valid``): it changes no training nor validation.
+TEST_KEYS = frozenset({"fold_in_valid"})
+
+RUN_ONLY_KEYS = BOOKKEEPING_KEYS | EXECUTION_KEYS | BUDGET_KEYS | GRAPH_CACHE_KEYS | TEST_KEYS
 
 
 # Keys added after run folders and stage-1 caches were first written, with the value that leaves them
@@ -129,6 +133,16 @@ class RunState:
     def fusion_weights(self):
         """The model's score-fusion weights, where it fuses scores (GLTA, GAL-Rec); else None."""
         return None
+
+    def folds_in(self, eval_data):
+        """Whether ``evaluate`` folds the validation interactions into ``eval_data``'s scoring (GLTA's and GAL-Rec's
+        ``fold_in_valid``); never elsewhere."""
+        return False
+
+    @contextlib.contextmanager
+    def unfolded(self):
+        """Within it, nothing is folded in (GLTA's and GAL-Rec's trainers turn ``fold_in_valid`` off)."""
+        yield
 
     def discard_resume_state(self):
         """Called once the run's test is done. A multi-stage run keeps its folder: the same command with a
