@@ -23,8 +23,6 @@ validation users (NDCG@10, training items masked as RecBole's evaluator masks th
 Both graphs come from the cache (``graph_cache_dir``) that benchmark rows of these settings left.
 """
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -34,19 +32,11 @@ import torch  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
-from benchmarks.probes.lm_stage_curve import validation_subset  # noqa: E402
+from benchmarks.probes.lm_stage_curve import ndcg_at_10, probe_parser, validation_subset  # noqa: E402
 from benchmarks.variants import parse_variant  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.galrec import GALRec  # noqa: E402
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_file  # noqa: E402
-
-
-def ndcg_at_10(scores, history, targets):
-    scores = scores.clone()
-    scores[history] = -math.inf
-    target_score = scores.gather(1, targets.unsqueeze(1))
-    rank = (scores > target_score).sum(1)
-    return torch.where(rank < 10, 1 / torch.log2(rank.float() + 2), torch.zeros(())).mean().item()
 
 
 def load(graph, path):
@@ -69,12 +59,7 @@ def score(graph, users, history, targets, batch=2048):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data_path", default=None)
-    parser.add_argument("--protocol", default=None, help="default: the dataset's benchmark protocol")
-    parser.add_argument("--graph_cache_dir", required=True)
-    parser.add_argument("--seed", type=int, default=2020)
+    parser = probe_parser(__doc__.splitlines()[0])
     parser.add_argument("--settings", default="", help="stage-1 settings, key=value,key=value")
     args = parser.parse_args(argv)
     protocol = args.protocol or f"recbole_llm/properties/benchmark/{args.dataset}.yaml"

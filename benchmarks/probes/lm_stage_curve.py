@@ -115,13 +115,43 @@ def evaluate(model, users, history, targets, batch=64):
     return {"lm": ndcg_at_10(lm, history, targets), "graph": fused[0.0], "fused": fused[best], "w": best}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_parser(description):
+    """The arguments every probe on a cached stage 1 takes: the dataset, its protocol, the cache and the seed."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--protocol", default=None, help="default: the dataset's benchmark protocol")
     parser.add_argument("--graph_cache_dir", required=True)
     parser.add_argument("--seed", type=int, default=2020)
+    return parser
+
+
+def train_lm(model, config, seed, steps, every, report):
+    """``steps`` steps of ``prompt_batch_size`` users (``calculate_loss``, backward, Adam, as ``GALRecTrainer`` runs
+    them), over the training users in one seeded order; ``report(step, seconds, losses)`` every ``every`` steps
+    and at the end, with the training seconds so far and the losses since the last report."""
+    optimizer = torch.optim.Adam(model.graph_aware_parameters(), lr=config["learning_rate"])
+    batch = config["prompt_batch_size"]
+    order = model.lm_users[torch.randperm(len(model.lm_users), generator=torch.Generator().manual_seed(seed))]
+    losses, seconds = [], 0.0
+    for step in range(steps + 1):
+        if step % every == 0 or step == steps:
+            report(step, seconds, losses)
+            losses = []
+        if step == steps:
+            break
+        start = (step * batch) % len(order)
+        began = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.calculate_loss({model.USER_ID: order[start:start + batch]})
+        loss.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - began
+        losses.append(loss.item())
+
+
+def main(argv=None):
+    parser = probe_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--eval_every", type=int, default=100)
     parser.add_argument("--eval_users", type=int, default=2048)
@@ -139,29 +169,14 @@ def main(argv=None):
                                              args.graph_cache_dir)
         print(f"<!-- {name}: stage 1 {cached.name} -->", flush=True)
         users, history, targets = validation_subset(valid, args.eval_users, args.seed)
-        optimizer = torch.optim.Adam(model.graph_aware_parameters(), lr=config["learning_rate"])
-        generator = torch.Generator().manual_seed(args.seed)
-        batch = config["prompt_batch_size"]
-        order = model.lm_users[torch.randperm(len(model.lm_users), generator=generator)]
-        losses, seconds = [], 0.0
-        for step in range(args.steps + 1):
-            if step % args.eval_every == 0:
-                r = evaluate(model, users, history, targets)
-                loss = sum(losses) / len(losses) if losses else float("nan")
-                print(f"| {name} | {step} | {seconds:.0f} | {loss:.3f} | {r['lm']:.4f} | {r['graph']:.4f} | "
-                      f"{r['fused']:.4f} ({r['w']}) |", flush=True)
-                losses = []
-            if step == args.steps:
-                break
-            start = (step * batch) % len(order)
-            began = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss = model.calculate_loss({model.USER_ID: order[start:start + batch]})
-            loss.backward()
-            optimizer.step()
-            seconds += time.perf_counter() - began
-            losses.append(loss.item())
 
+        def report(step, seconds, losses):
+            r = evaluate(model, users, history, targets)
+            loss = sum(losses) / len(losses) if losses else float("nan")
+            print(f"| {name} | {step} | {seconds:.0f} | {loss:.3f} | {r['lm']:.4f} | {r['graph']:.4f} | "
+                  f"{r['fused']:.4f} ({r['w']}) |", flush=True)
+
+        train_lm(model, config, args.seed, args.steps, args.eval_every, report)
 
 if __name__ == "__main__":
     main()

@@ -21,16 +21,14 @@ same in both (it cannot be retrained here), so the mix's difference is the langu
 the test's handicap, not the graph's. Validation only: it measures, it chooses nothing on test.
 """
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from benchmarks.probes.lm_stage_curve import build, evaluate, validation_subset  # noqa: E402
+from benchmarks.probes.lm_stage_curve import build, evaluate, probe_parser, train_lm, validation_subset  # noqa: E402
 from benchmarks.variants import parse_variant  # noqa: E402
 
 
@@ -44,12 +42,7 @@ def contexts(model, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data_path", default=None)
-    parser.add_argument("--protocol", default=None, help="default: the dataset's benchmark protocol")
-    parser.add_argument("--graph_cache_dir", required=True)
-    parser.add_argument("--seed", type=int, default=2020)
+    parser = probe_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--eval_every", type=int, default=400)
     parser.add_argument("--eval_users", type=int, default=4096)
@@ -71,30 +64,19 @@ def main(argv=None):
         print(f"<!-- {name}: stage 1 {cached.name} -->", flush=True)
         fresh, stale = contexts(model, config["seed"])
         users, history, targets = validation_subset(valid, args.eval_users, args.seed)
-        optimizer = torch.optim.Adam(model.graph_aware_parameters(), lr=config["learning_rate"])
-        generator = torch.Generator().manual_seed(args.seed)
-        batch = config["prompt_batch_size"]
-        order = model.lm_users[torch.randperm(len(model.lm_users), generator=generator)]
-        seconds = 0.0
-        for step in range(args.steps + 1):
-            if step % args.eval_every == 0 and step:
-                model.inference_context = fresh
-                a = evaluate(model, users, history, targets)
-                model.inference_context = stale
-                b = evaluate(model, users, history, targets)
-                model.inference_context = fresh
-                print(f"| {name} | {step} | {seconds:.0f} | {a['lm']:.4f} | {b['lm']:.4f} | {a['graph']:.4f} | "
-                      f"{a['fused']:.4f} ({a['w']}) | {b['fused']:.4f} ({b['w']}) |", flush=True)
-            if step == args.steps:
-                break
-            start = (step * batch) % len(order)
-            began = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss = model.calculate_loss({model.USER_ID: order[start:start + batch]})
-            loss.backward()
-            optimizer.step()
-            seconds += time.perf_counter() - began
 
+        def report(step, seconds, losses):
+            if not step:
+                return
+            model.inference_context = fresh
+            a = evaluate(model, users, history, targets)
+            model.inference_context = stale
+            b = evaluate(model, users, history, targets)
+            model.inference_context = fresh
+            print(f"| {name} | {step} | {seconds:.0f} | {a['lm']:.4f} | {b['lm']:.4f} | {a['graph']:.4f} | "
+                  f"{a['fused']:.4f} ({a['w']}) | {b['fused']:.4f} ({b['w']}) |", flush=True)
+
+        train_lm(model, config, args.seed, args.steps, args.eval_every, report)
 
 if __name__ == "__main__":
     main()
