@@ -332,3 +332,10 @@ def test_overview_takes_plain_rows_else_the_variant_best_on_validation(tmp_path)
         {**rec("GLTA[a=2]", "GLTA", 0.25, 0.15), "seed": 1},
     ]))
     assert overview_table(tmp_path).splitlines()[2:] == ["| GLTA | 0.2300 ± 0.0283 † |"]
+
+    # A row that read the validation items at test (fold_in_valid) shows its figures without them.
+    (tmp_path / "d.json").write_text(json.dumps([
+        {**rec("GLTA[a=1,fold_in_valid=True]", "GLTA", 0.3, 0.40), "test_unfolded": {"ndcg@10": 0.31}},
+        rec("GLTA[a=2]", "GLTA", 0.2, 0.35),
+    ]))
+    assert overview_table(tmp_path).splitlines()[2:] == ["| GLTA | 0.3100 † |"]
