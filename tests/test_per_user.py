@@ -85,7 +85,8 @@ def test_glta_record_names_per_user_files_of_the_test_and_of_stage_1_and_its_id_
                                    | {"metrics": ["NDCG", "Hit"]}))
     tiny = [f"--llm_path={tiny_llm_path}", "--llm_num_layers=~", f"--llm_cache_dir={tmp_path / 'cache'}",
             "--graph_epochs=1", "--item_alignment_epochs=1", "--item_alignment_batch_size=32",
-            "--user_alignment_batch_size=64", "--max_history=10", "--user_alignment_epochs=1"]
+            "--user_alignment_batch_size=64", "--max_history=10", "--user_alignment_epochs=1",
+            "--fold_in_valid=True"]
     path = tmp_path / "per_user" / "ml-100k" / "GLTA-1.csv.gz"
     spec = {"label": "GLTA", "model": "GLTA", "dataset": "ml-100k", "seed": 1, "overrides": tiny,
             "config_files": [str(protocol)], "data_path": None, "command": "c", "harness_command": "h",
@@ -98,3 +99,6 @@ def test_glta_record_names_per_user_files_of_the_test_and_of_stage_1_and_its_id_
         assert abs(mean - figures["ndcg@10"]) <= 5e-5 + 5e-6
     assert record["graph_per_user"].endswith("GLTA-1-stage1.csv.gz")
     assert record["control"] == "GLTA[id_control=True]"
+    # fold_in_valid: the per-user files are of the figures with the validation items, and the record keeps
+    # those without them beside.
+    assert set(record["test_unfolded"]) == set(record["test"]) and record["graph_test_unfolded"] != record["graph_test"]
