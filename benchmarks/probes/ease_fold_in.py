@@ -12,9 +12,14 @@ computed from the training split as RecBole computes them, and a user's test sco
 ``interaction_matrix``, which is replaced for that evaluation). Everything is evaluated through
 RecBole's Trainer and evaluator: validation and test as the committed EASE rows have them (a check),
 then test with the validation items folded in. Nothing is chosen by it.
+
+``--against LABEL`` (repeatable) sets a row of ``results/<dataset>.json`` against folded-in EASE, paired
+over test users as ``benchmarks/compare.py`` pairs two rows (on this seed; e.g. a GAL-Rec row with
+``fold_in_valid``, which reads the same items).
 """
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +33,8 @@ from recbole.model.general_recommender.ease import EASE  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
+from benchmarks import per_user  # noqa: E402
+from benchmarks.compare import ROOT, compare, format_table, per_user_runs  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 
 
@@ -36,6 +43,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--against", action="append", default=[], help="a row label of results/<dataset>.json")
     args = parser.parse_args(argv)
     files = [f"recbole_llm/properties/benchmark/{args.dataset}.yaml", f"recbole_llm/properties/benchmark/{args.dataset}/EASE.yaml"]
     config = Config("EASE", args.dataset, config_file_list=files,
@@ -51,11 +59,20 @@ def main(argv=None):
     results = {name: trainer.evaluate(split, load_best_model=False) for name, split in rows}
     folded = train._dataset.copy(cat_interactions([train._dataset.inter_feat, valid._dataset.inter_feat]))
     model.interaction_matrix = folded.inter_matrix(form="csr").astype(np.float32)
-    results["test, validation items folded in"] = trainer.evaluate(test, load_best_model=False)
+    with per_user.capture() as evaluations:
+        results["test, validation items folded in"] = folded_result = trainer.evaluate(test, load_best_model=False)
     print("| split | NDCG@10 | Hit@10 |")
     print("|---|---|---|")
     for name, result in results.items():
         print(f"| {name} | {result['ndcg@10']:.4f} | {result['hit@10']:.4f} |", flush=True)
+    if args.against:
+        users, values = per_user.per_user_table(evaluations, folded_result)
+        ease = {args.seed: {u: {m: float(v[i]) for m, v in values.items()} for i, u in enumerate(users)}}
+        records = json.loads((ROOT / "results" / f"{args.dataset}.json").read_text())
+        for label in args.against:
+            runs = {seed: run for seed, run in per_user_runs(records, label).items() if seed == args.seed}
+            seeds, out = compare(runs, ease)
+            print(format_table(label, "EASE, validation items folded in", seeds, out), flush=True)
 
 
 if __name__ == "__main__":
