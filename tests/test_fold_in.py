@@ -113,3 +113,13 @@ def test_the_run_records_both_tests_and_the_key_changes_no_digest(base, tmp_path
 def test_a_value_that_is_not_a_boolean_is_refused(base, tmp_path):
     with pytest.raises(ConfigValueError, match=r"fold_in_valid='yes' is not a boolean.*Fix: set it to True or False"):
         build_run("GALRec", {**base, "fold_in_valid": "yes", "checkpoint_dir": str(tmp_path)})
+
+
+def test_a_trainer_that_did_not_fit_says_it_cannot_fold_in(trained, caplog):
+    config, model, trainer, _, _, test = trained
+    fresh = type(trainer)(config, model)
+    with caplog.at_level("WARNING"):
+        result = fresh.evaluate(test, load_best_model=False)
+    assert "has not run fit" in caplog.text
+    with trainer.unfolded():
+        assert dict(result) == dict(trainer.evaluate(test, load_best_model=False))

@@ -6,7 +6,8 @@ For a run stopped before it finished (the benchmark harness writes a record only
 best checkpoint is evaluated as the finished run would have evaluated it, through RecBole's
 evaluator on the checkpoint's own config, split and metrics. The stage-1 rows score with
 ``scoring_stage1_alone`` (what a record's ``graph_test`` holds); the residual fusion's learned
-scale and gate are printed beside them. Any other RecBole model (e.g. a stock baseline whose run is
+scale and gate are printed beside them. RecBole's plain Trainer scores the test on the training
+history alone: a run with ``fold_in_valid`` recorded that figure as ``test_unfolded``. Any other RecBole model (e.g. a stock baseline whose run is
 still training) is evaluated as it is.
 """
 

@@ -294,9 +294,13 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         Nothing is trained. Each stage-1 graph is rebuilt over those interactions with its trained
         parameters, so LightGCN's propagation (and TextLightGCN's users, the mean of their items'
         text) reaches them; the frozen embeddings the language model and the fused score read are
-        taken from it (``freeze_graph``); and the language model's inference context (``sequences``,
-        ``INFERENCE_STATE``) ends at each user's latest item. SASRec's test input reads the
-        validation item the same way. On leaving, everything is as it was.
+        taken from it (``freeze_graph``). With ``lm_holdout_ratio`` that includes the holdout graph,
+        which then also reaches the training items it was trained without. The language model's
+        inference state (``sequences``, ``INFERENCE_STATE``) is rebuilt from them: on ordered data
+        each context ends at the user's latest item, as SASRec's test input does; on unordered data
+        the seeded random contexts are drawn again from the larger history, so they change for every
+        user. GLTA's generated user texts (``use_profile``, ``use_prediction``) stay those of the
+        training history. On leaving, everything is as it was.
         """
         graphs = (self.graph, self.holdout_graph)
         buffers = {name: buffer.clone() for name, buffer in self.named_buffers(recurse=False)}

@@ -161,6 +161,7 @@ class GraphStageTrainer(RunState, Trainer):
         if config["fold_in_valid"] not in (None, True, False):
             raise ConfigValueError(f"fold_in_valid={config['fold_in_valid']!r} is not a boolean. Fix: set it to True or False.")
         self._fold_in = bool(config["fold_in_valid"])
+        self._warned_unfolded = False
 
     def _batches(self, field, ids, batch_size, dataset, group=1, limit=None):
         return StageBatches(field, ids, batch_size, dataset, self.config["seed"], group, self.rank, self.world_size, limit)
@@ -296,6 +297,11 @@ class GraphStageTrainer(RunState, Trainer):
         """RecBole's ``evaluate``; where ``folds_in(eval_data)``, within ``model.folded_in``. The best checkpoint
         is then loaded first, as RecBole loads it, so that the fold-in reads its parameters."""
         if not self.folds_in(eval_data):
+            if self._fold_in and self._splits is None and not self._warned_unfolded:
+                self._warned_unfolded = True
+                self.logger.warning("fold_in_valid is set, but this trainer has not run fit, so it does not know the "
+                                    "validation split: the test is scored on the training history alone. Run fit "
+                                    "(the runner does) to fold the validation interactions in.")
             return super().evaluate(eval_data, load_best_model, model_file, show_progress)
         if load_best_model:
             path = model_file or self.saved_model_file
