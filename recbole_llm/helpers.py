@@ -35,7 +35,10 @@ def atomic_write(path, write, mode="wb"):
     partial = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
+        # The temporary name adds about 18 characters to the file's: cut, so that any name the file system
+        # takes (255 bytes) still has a temporary one it takes.
+        with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".partial",
+                                         delete=False) as f:
             partial = f.name
             write(f)
         os.replace(partial, path)

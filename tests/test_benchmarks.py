@@ -68,6 +68,17 @@ def test_store_replaces_file_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["r.json"]  # no partial file left
 
 
+def test_a_per_user_file_with_the_longest_name_the_file_system_takes_is_written(tmp_path):
+    """The atomic write's temporary name is longer than the file's: a 250-character name (an id control's
+    row with many settings) once failed there, after an hour of training, and its record was lost."""
+    from benchmarks import per_user
+
+    path = tmp_path / ("x" * 243 + ".csv.gz")
+    per_user.write_csv_gz(path, ["u1"], {"ndcg@10": [0.5]})
+    assert per_user.read_csv_gz(path)["u1"]["ndcg@10"] == 0.5
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_two_harnesses_fill_one_store_without_losing_records(tmp_path):
     first, second = RecordStore(tmp_path / "r.json"), RecordStore(tmp_path / "r.json")
     first.add(record("A", 1, 0.1))
