@@ -246,7 +246,7 @@ def run_child(spec):
         # seed trained it (its seconds are then that row's, not this one's).
         "graph_source": result.get("graph_source"),
         # GLTA's and GAL-Rec's own stage-1 LightGCN on the same test split, and the learned fusion weights.
-        "graph_test": {k: float(v) for k, v in result["graph_test_result"].items()} if result.get("graph_test_result") else None,
+        "graph_test": floats(result.get("graph_test_result")),
         "fusion": result.get("fusion"),
         # fold_in_valid (GLTA, GAL-Rec): the test scored with the validation items folded in; these are the same
         # model's test and stage 1's test without them.

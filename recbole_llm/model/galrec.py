@@ -153,6 +153,11 @@ class GraphTokenEncoder(nn.Module):
         return dict(zip(TASK_TOKENS, self.task_tokens.unsqueeze(1)))
 
 
+def neighbour_samplers(interactions):
+    """(user to items, item to users) ``NeighbourSampler``s of a CSR user-item matrix."""
+    return NeighbourSampler(interactions), NeighbourSampler(interactions.T.tocsr())
+
+
 class GALRec(GraphLMRecommender):
 
     def __init__(self, config, dataset):
@@ -200,21 +205,18 @@ class GALRec(GraphLMRecommender):
                                        keys=("prompt_system",))
         self.prompts = PromptBuilder(self.tokenizer, input_embeddings, add_bos=not self.template.adds_bos)
 
-        # Neighbours: the training split's interactions only. With lm_holdout_ratio, training prompts
-        # come from the interactions that are not held out and L0's targets from those that are.
-        interactions = dataset.inter_matrix(form="csr")
-        self.user_items = NeighbourSampler(interactions)
-        self.item_users = NeighbourSampler(interactions.T.tocsr())
+        # Neighbours: the training split's interactions only (``_refresh_inference``, below). With
+        # lm_holdout_ratio, training prompts come from the interactions that are not held out and L0's
+        # targets from those that are.
         self.held_items = None
         if self.holdout_graph is not None:
-            kept = self.holdout_dataset.inter_matrix(form="csr")
-            self.train_samplers = NeighbourSampler(kept), NeighbourSampler(kept.T.tocsr())
+            self.train_samplers = neighbour_samplers(self.holdout_dataset.inter_matrix(form="csr"))
             self.held_items = NeighbourSampler(dataset.copy(dataset.inter_feat[held]).inter_matrix(form="csr"))
         # On ordered data (order: TO) a user's 1-hop context is their latest training items, oldest first,
         # since leave-one-out asks what comes next; the training targets are the items that follow.
         self.generator = torch.Generator().manual_seed(config["seed"])
         self.seed = config["seed"]
-        self.inference_context = self._inference_context()
+        self._refresh_inference(dataset)
         if self.lm_objective == "next_item":
             self._check_next_item()
 
@@ -227,11 +229,9 @@ class GALRec(GraphLMRecommender):
         return self.sample_context("user", users, torch.Generator().manual_seed(self.seed), hop1=hop1)
 
     def _refresh_inference(self, dataset):
-        """``folded_in``: neighbours and contexts from the folded-in interactions (ordered contexts then end at
-        each user's latest item)."""
-        interactions = dataset.inter_matrix(form="csr")
-        self.user_items = NeighbourSampler(interactions)
-        self.item_users = NeighbourSampler(interactions.T.tocsr())
+        """Neighbours and every user's inference context from ``dataset``'s interactions: the training split,
+        or under ``folded_in`` the validation split after it (ordered contexts then end at each user's latest item)."""
+        self.user_items, self.item_users = neighbour_samplers(dataset.inter_matrix(form="csr"))
         self.inference_context = self._inference_context()
 
     def _check_next_item(self):

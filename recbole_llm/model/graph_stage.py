@@ -209,8 +209,7 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
             raise ConfigValueError(f"ordered_context={config['ordered_context']!r} is not a boolean. Fix: set it to True or False.")
         self.ordered = config["eval_args"]["order"] == "TO" and config["ordered_context"] in (None, True)
         # Each user's training items in time order (the split's order under TO).
-        self.sequences = (self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
-                          if self.ordered else None)
+        self.sequences = self._per_user_items(dataset) if self.ordered else None
         held = holdout_mask(dataset, config["lm_holdout_ratio"] or 0.0, config["seed"], self.ordered)
         # The users the language-model stage trains on: those with a target to predict.
         users = dataset.inter_feat[dataset.uid_field]
@@ -227,9 +226,9 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
         self.lm_history = self._per_user_items(dataset, ~held)
         return held
 
-    def _per_user_items(self, dataset, mask):
-        """Item ids of the interactions where ``mask`` holds, one numpy array per user id."""
-        inter = dataset.inter_feat[mask]
+    def _per_user_items(self, dataset, mask=None):
+        """Item ids of the interactions where ``mask`` holds (all without one), one numpy array per user id."""
+        inter = dataset.inter_feat if mask is None else dataset.inter_feat[mask]
         users, items = inter[dataset.uid_field].numpy(), inter[dataset.iid_field].numpy()
         order = users.argsort(kind="stable")
         bounds = torch.searchsorted(torch.from_numpy(users[order]), torch.arange(self.n_users + 1)).numpy()
@@ -310,7 +309,7 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
                 self.graph, self.holdout_graph = (None if g is None else self._graph_over(g, dataset) for g in graphs)
             self.freeze_graph()
             if self.sequences is not None:
-                self.sequences = self._per_user_items(dataset, torch.ones(len(dataset.inter_feat), dtype=torch.bool))
+                self.sequences = self._per_user_items(dataset)
             self._refresh_inference(dataset)
             yield
         finally:
