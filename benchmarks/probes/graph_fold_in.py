@@ -36,18 +36,11 @@ import torch  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
-from benchmarks.probes.lm_stage_curve import ndcg_at_10, probe_parser, validation_subset  # noqa: E402
+from benchmarks.probes.lm_stage_curve import load_cached_graph, ndcg_at_10, probe_parser, validation_subset  # noqa: E402
 from benchmarks.variants import parse_variant  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.galrec import GALRec  # noqa: E402
 from recbole_llm.trainer.graph_stage_trainer import graph_cache_file  # noqa: E402
-
-
-def load(graph, path):
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    graph.load_state_dict({k: v for k, v in state.items() if k in graph.state_dict()}, strict=False)
-    graph.eval()
-    return graph
 
 
 @torch.no_grad()
@@ -89,9 +82,9 @@ def main(argv=None):
             raise SystemExit(f"error: no stage-1 cache file {path} for these settings and seed. Fix: run a "
                              "GAL-Rec benchmark row with the same stage-1 settings (and lm_holdout_ratio 0.1) first.")
     users, history, targets = validation_subset(valid, len(valid._dataset.inter_feat), args.seed)
-    stale = load(model.holdout_graph, files["holdout"])
-    folded = load(type(model.graph)(model.stage1_config, train._dataset), files["holdout"])
-    full = load(model.graph, files["full"])
+    stale = load_cached_graph(model.holdout_graph, files["holdout"]).eval()
+    folded = load_cached_graph(type(model.graph)(model.stage1_config, train._dataset), files["holdout"]).eval()
+    full = load_cached_graph(model.graph, files["full"]).eval()
     print(f"command: python benchmarks/probes/graph_fold_in.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"graphs: {files['full'].name} (full), {files['holdout'].name} (holdout); {len(users)} validation users")
     for row, (name, graph) in enumerate((("holdout graph", stale), ("holdout graph, folded in", folded), ("full graph", full))):

@@ -58,14 +58,20 @@ def build(dataset, protocol, overrides, seed, data_path, cache_dir):
     if cached is None or not cached.is_file():
         raise SystemExit(f"error: no stage-1 cache file {cached} for these settings and seed. Fix: run a benchmark row "
                          "with the same stage-1 settings first, or point --graph_cache_dir at its cache.")
-    state = torch.load(cached, map_location="cpu", weights_only=True)["state_dict"]
-    with torch.no_grad():
-        for name, p in model.graph.named_parameters():
-            p.copy_(state[name])
+    load_cached_graph(model.graph, cached)
     model.freeze_graph()
     model.init_head_from_item_tokens()
     model.train()
     return config, model, valid, cached
+
+
+def load_cached_graph(graph, path):
+    """``graph``'s parameters from the stage-1 cache file ``path`` (what a benchmark row of its settings left)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    with torch.no_grad():
+        for name, p in graph.named_parameters():
+            p.copy_(state[name])
+    return graph
 
 
 def validation_subset(valid, n_users, seed):
