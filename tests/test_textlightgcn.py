@@ -159,6 +159,32 @@ def test_id_tower_is_a_separate_id_graph_scored_by_the_mixed_cosines(tiny_llm_pa
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_id_tower_users_mean_are_the_mean_of_their_items_id_rows(tiny_llm_path, tmp_path, ml100k_train):
+    """``id_tower_users: mean``: the ID graph has no user table; a user's ID layer 0 is the mean of their
+    training items' ID rows, so a graph built over a longer history (``fold_in_valid``) loads the same
+    parameters and its users reach the new items at layer 0."""
+    model = _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.3, id_tower_users="mean")
+    assert not hasattr(model, "user_embedding") and model.output_size == 2 * model.latent_dim
+    assert sorted(name for name, _ in model.named_parameters() if not name.startswith("text_mlp.")) == ["item_embedding.weight"]
+    matrix = ml100k_train.inter_matrix(form="csr")
+    d = model.latent_dim
+    layer0 = model.all_layer0()
+    for user in (1, 5, 40):
+        items = sorted(set(matrix.indices[matrix.indptr[user]:matrix.indptr[user + 1]].tolist()))
+        torch.testing.assert_close(layer0[user, d:], model.item_embedding.weight[items].mean(dim=0))
+    torch.testing.assert_close(layer0[model.n_users:, d:], model.item_embedding.weight)
+    # The text graph is as without the option.
+    torch.testing.assert_close(layer0[:, :d], model.get_ego_embeddings())
+
+    interaction = {model.USER_ID: torch.tensor([1, 2, 3]), model.ITEM_ID: torch.tensor([4, 5, 6]),
+                   model.NEG_ITEM_ID: torch.tensor([7, 8, 9])}
+    model.calculate_loss(interaction).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+    with pytest.raises(ConfigValueError, match="id_tower_users='items' is not supported.*Fix: set id_tower_users to one of id, mean"):
+        _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.3, id_tower_users="items")
+
+
 def test_id_tower_refuses_a_text_graph_with_id_tables_or_bpr(tiny_llm_path, tmp_path, ml100k_train):
     with pytest.raises(ConfigValueError, match="id_tower is an ID graph beside the text one.*Fix"):
         _text_model(tiny_llm_path, tmp_path, ml100k_train, id_tower=0.5, text_item_id=True)

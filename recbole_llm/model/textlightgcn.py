@@ -20,6 +20,7 @@ from recbole_llm.model.graph import SparseMM, lightgcn_propagate, split_users_it
 from recbole_llm.model.text_fusion import centred_unit_rows
 
 USER_SIDES = ("mean", "id")
+ID_TOWER_USERS = ("id", "mean")
 
 
 class TextLightGCN(FastLightGCN):
@@ -46,6 +47,12 @@ class TextLightGCN(FastLightGCN):
     products are the mixed score and the models that read a stage-1 graph read both
     (``output_size`` is then twice ``embedding_size``).
 
+    ``id_tower_users: mean`` makes the ID graph's users the mean of their training items' ID rows,
+    as the text graph's are the mean of their items' text, instead of a user ID table (``id``). A
+    user is then what they interacted with, in both graphs: scored over a longer history
+    (GLTA's and GAL-Rec's ``fold_in_valid``), a user's layer 0 reaches the new items at once,
+    where an ID row trained without them reaches them only through propagation.
+
     Choices where AlphaRec is silent or does not apply:
 
     - The MLP is Linear(h, h/2), LeakyReLU, Linear(h/2, d), AlphaRec's shape, Xavier-initialised as
@@ -69,10 +76,14 @@ class TextLightGCN(FastLightGCN):
             )
         self.text_item_id = bool(config["text_item_id"])
         self.id_tower = self._id_tower_weight(config)
+        self.id_tower_users = config["id_tower_users"] or "id"
+        if self.id_tower_users not in ID_TOWER_USERS:
+            raise ConfigValueError(f"id_tower_users={self.id_tower_users!r} is not supported. Fix: set id_tower_users "
+                                   f"to one of {', '.join(ID_TOWER_USERS)}.")
         # The ID tables FastLightGCN made stay only where they are used.
         if not (self.text_item_id or self.id_tower):
             del self.item_embedding
-        if not (self.user_side == "id" or self.id_tower):
+        if not (self.user_side == "id" or (self.id_tower and self.id_tower_users == "id")):
             del self.user_embedding
         self.output_size = self.latent_dim * (2 if self.id_tower else 1)
 
@@ -120,10 +131,15 @@ class TextLightGCN(FastLightGCN):
         return torch.cat([users, items], dim=0)
 
     def all_layer0(self):
-        """``get_ego_embeddings``, with ``id_tower`` the ID tables' rows beside them: (n_nodes, output_size)."""
+        """``get_ego_embeddings``, with ``id_tower`` the ID graph's rows beside them: (n_nodes, output_size)."""
         ego = self.get_ego_embeddings()
         if self.id_tower:
-            ego = torch.cat([ego, torch.cat([self.user_embedding.weight, self.item_embedding.weight])], dim=1)
+            items = self.item_embedding.weight
+            if self.id_tower_users == "mean":
+                users = SparseMM.apply(self.user_mean, self.user_mean_t, items)
+            else:
+                users = self.user_embedding.weight
+            ego = torch.cat([ego, torch.cat([users, items])], dim=1)
         return ego
 
     def towers(self, layer0=None):

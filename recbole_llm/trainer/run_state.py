@@ -68,7 +68,7 @@ RUN_ONLY_KEYS = BOOKKEEPING_KEYS | EXECUTION_KEYS | BUDGET_KEYS | GRAPH_CACHE_KE
 # Keys added after run folders and stage-1 caches were first written, with the value that leaves them
 # out of every digest: a run that does not set them keeps the folders and caches of earlier runs.
 ADDED_KEYS_UNSET = {"item_text_file": None, "users_per_epoch": None, "graph_eval_step": None, "id_tower": 0.0,
-                    "next_item_cut": "random"}
+                    "next_item_cut": "random", "id_tower_users": "id"}
 
 
 def config_digest(config, ignored):
