@@ -9,7 +9,7 @@ from recbole.data.interaction import cat_interactions
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
 from recbole_llm.quick_start import run_recbole_llm
-from recbole_llm.trainer.graph_stage_trainer import graph_cache_digest
+from recbole_llm.trainer.graph_stage_trainer import fold_in_wanted, graph_cache_digest
 from recbole_llm.trainer.run_state import run_digest
 
 pytestmark = pytest.mark.slow
@@ -110,8 +110,14 @@ def test_the_run_records_both_tests_and_the_key_changes_no_digest(base, tmp_path
     assert plain["unfolded_test_result"] is None and dict(plain["test_result"]) == dict(result["unfolded_test_result"])
 
 
+@pytest.mark.parametrize("value, order, expected", [("auto", "TO", True), ("auto", "RO", False), (True, "RO", True),
+                                                    (False, "TO", False), (None, "TO", False)])
+def test_auto_folds_in_under_time_order_alone(value, order, expected):
+    assert fold_in_wanted({"fold_in_valid": value, "eval_args": {"order": order}}) is expected
+
+
 def test_a_value_that_is_not_a_boolean_is_refused(base, tmp_path):
-    with pytest.raises(ConfigValueError, match=r"fold_in_valid='yes' is not a boolean.*Fix: set it to True or False"):
+    with pytest.raises(ConfigValueError, match=r"fold_in_valid='yes' is not a boolean nor auto.*Fix: set it to True, False or auto"):
         build_run("GALRec", {**base, "fold_in_valid": "yes", "checkpoint_dir": str(tmp_path)})
 
 

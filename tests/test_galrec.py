@@ -337,6 +337,13 @@ def test_the_target_objective_is_the_loss_of_before(llm_base, case):
         assert model.loss_terms({"user_id": model.lm_users[:24]})["L0"].item() == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.parametrize("extra, expected", [({}, "target"), ({"eval_args": ORDERED}, "next_item"),
+                                             ({"eval_args": ORDERED, "ordered_context": False}, "target")])
+def test_lm_objective_auto_learns_what_comes_next_where_there_is_an_order(llm_base, extra, expected):
+    model = build({**llm_base, **extra, "lm_objective": "auto"})[1]
+    assert model.lm_objective == expected and model.user_token_in_prompt == (expected == "target")
+
+
 NEXT_ITEM = {"eval_args": ORDERED, "lm_objective": "next_item", "n_hop1": 4}
 
 

@@ -58,6 +58,8 @@ it can vary:
   supervises the user's latest ``n_hop1`` + 1 positions, the whole sequence when ``n_hop1`` covers it (as
   SASRec's training sequences end at each position), and [OUT] always predicts what follows the latest
   items, as it does at inference; ``random`` (the default) shows [OUT] every prefix over the epochs.
+  ``lm_objective: auto`` is ``next_item`` on ordered data (``order: TO`` with ``ordered_context``) and
+  ``target`` elsewhere, so one property file serves both protocols.
 - Negatives of each InfoNCE: the other keys of the batch (a key of the same node is masked) plus,
   with ``use_queue``, the queue's filled part; the queue never holds the current batch's keys.
   ``use_queue: False`` leaves in-batch negatives only. Keys of the same node from earlier batches
@@ -102,7 +104,7 @@ from recbole_llm.model.graph_stage import GraphLMRecommender, latest
 from recbole_llm.model.item_head import GLLMHead
 
 TASK_TOKENS = ("user", "item", "hop1", "hop2", "out")
-LM_OBJECTIVES = ("target", "next_item")
+LM_OBJECTIVES = ("target", "next_item", "auto")
 NEXT_ITEM_CUTS = ("random", "last")
 QUEUES = ("user_hop0", "user_hop1", "item_hop0", "item_hop1")
 
@@ -178,8 +180,6 @@ class GALRec(GraphLMRecommender):
         if self.lm_objective not in LM_OBJECTIVES:
             raise ConfigValueError(f"lm_objective={self.lm_objective!r} is not an objective of GAL-Rec's "
                                    f"language-model stage. Fix: set lm_objective to one of {', '.join(LM_OBJECTIVES)}.")
-        # next_item: a user is their sequence, as in SASRec (see ``_next_item_l0``).
-        self.user_token_in_prompt = self.lm_objective == "target"
         self.next_item_cut = config["next_item_cut"] or "random"
         if self.next_item_cut not in NEXT_ITEM_CUTS:
             raise ConfigValueError(f"next_item_cut={self.next_item_cut!r} is not a cut of GAL-Rec's training sequences. "
@@ -188,6 +188,10 @@ class GALRec(GraphLMRecommender):
         # Stage 1: the graph, and its frozen final embeddings once trained.
         d = self._build_graph(config, dataset)
         held = self._build_holdout_graph(config, dataset)
+        if self.lm_objective == "auto":  # what comes next where there is an order to follow (self.ordered)
+            self.lm_objective = "next_item" if self.ordered else "target"
+        # next_item: a user is their sequence, as in SASRec (see ``_next_item_l0``).
+        self.user_token_in_prompt = self.lm_objective == "target"
         text_size = self._build_item_text(config, dataset)
 
         # The language model and what is trained around it.

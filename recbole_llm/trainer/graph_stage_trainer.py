@@ -22,7 +22,8 @@ continues from its last completed epoch. Delete the folder to start over.
 - ``fold_in_valid``: a split evaluated after the validation split (the test) is scored with the
   validation interactions folded in (``GraphLMRecommender.folded_in``): the models read each user's
   history up to the test item, as SASRec does, without training on it. ``unfolded()`` scores
-  without them, for comparison.
+  without them, for comparison. ``auto`` folds them in under ``order: TO`` alone, where a sequential
+  model's test input holds them; under a random split no stock model reads them.
 - The last stage (GLTA's user alignment, GAL-Rec's graph-aware learning) goes through RecBole's
   ``fit`` on batches of ids, so validation, early stopping and the best checkpoint
   (``<model>-best.pth``) are RecBole's; ``LATEST_FILE`` holds its position after its last finished epoch.
@@ -51,6 +52,16 @@ from recbole_llm.model.graph_stage import (HOLDOUT_KEYS, STAGE1_NAMES, STAGE1_OP
 from recbole_llm.model.score_fusion import FUSION_WEIGHTS
 from recbole_llm.trainer.accumulation import accumulate
 from recbole_llm.trainer.run_state import RunState, graph_digest
+
+
+def fold_in_wanted(config):
+    """``fold_in_valid`` as a boolean: True, False (or ~), or ``auto``, True under ``order: TO``."""
+    value = config["fold_in_valid"]
+    if value == "auto":
+        return config["eval_args"]["order"] == "TO"
+    if value not in (None, True, False):
+        raise ConfigValueError(f"fold_in_valid={value!r} is not a boolean nor auto. Fix: set it to True, False or auto.")
+    return bool(value)
 
 
 def graph_cache_digest(config, model_class, holdout=False):
@@ -158,9 +169,7 @@ class GraphStageTrainer(RunState, Trainer):
         self.fit_stage = self.STAGES[-1]
         self._splits = None  # (train, valid) loaders of fit, which fold_in_valid reads
         self._folded = None  # their interactions, training then validation
-        if config["fold_in_valid"] not in (None, True, False):
-            raise ConfigValueError(f"fold_in_valid={config['fold_in_valid']!r} is not a boolean. Fix: set it to True or False.")
-        self._fold_in = bool(config["fold_in_valid"])
+        self._fold_in = fold_in_wanted(config)
         self._warned_unfolded = False
 
     def _batches(self, field, ids, batch_size, dataset, group=1, limit=None):
