@@ -11,7 +11,8 @@ value, and a key it sets to its ``--now`` value is dropped, as the plain label n
 record's runner ``command`` is then made to carry its label's overrides (it keeps those it ran
 with), so running it reproduces the row under today's defaults. ``--datasets`` limits the
 relabelling to some datasets (a key such as ``users_per_epoch`` changes nothing on a dataset with
-fewer users). Rerunning is harmless.
+fewer users). A record's ``control``, its id control's label, follows its new label. Rerunning is
+harmless.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import NotAStore, RecordStore, parse_row, row_label, row_values  # noqa: E402
+from benchmarks.harness import NotAStore, RecordStore, control_label, parse_row, row_label, row_values  # noqa: E402
 
 
 def pairs(text):
@@ -39,6 +40,8 @@ def relabel(label, command, was, now):
     passed = {part.split("=", 1)[0][2:] for part in shlex.split(command) if part.startswith("--")}
     kept = {k: v for k, v in overrides.items() if not (k in now and v == now[k])}
     kept.update({k: v for k, v in was.items() if k not in overrides and k not in passed})
+    if "id_control" in kept:  # last, as ``control_label`` names a row's id control
+        kept["id_control"] = kept.pop("id_control")
     return row_label(parse_row(label)[0], kept)
 
 
@@ -70,6 +73,8 @@ def main(argv=None):
                 old, record["label"] = record["label"], relabel(record["label"], record["command"], was, now)
                 if old != record["label"]:
                     print(f"{store.path}: {old} -> {record['label']}")
+                    if record.get("control"):  # the id control's label follows its row's
+                        record["control"] = control_label(record["model"], record["label"])
             record["command"] = command_with(record["command"], record["label"])
         return records
 

@@ -297,6 +297,25 @@ def test_relabel_makes_old_defaults_explicit_once(tmp_path):
                         ("GALRec[epochs=20]", 1, {"--use_l1=False"}), ("GALRec[epochs=20]", 2, set())]
 
 
+def test_relabel_keeps_a_row_and_its_id_control_paired(tmp_path):
+    from benchmarks.relabel import main as relabel
+
+    common = {"finished_at": "2026-11-01T00:00:00", "model": "GALRec"}
+    row = {**record("GALRec[epochs=18]", 1, 0.3), **common, "control": "GALRec[epochs=18,id_control=True]",
+           "command": "python run_recbole_llm.py --model=GALRec --epochs=18 --graph_loss=softmax"}
+    control = {**record("GALRec[epochs=18,id_control=True]", 1, 0.2), **common, "control": None,
+               "command": "python run_recbole_llm.py --model=GALRec --epochs=18 --id_control=True"}
+    store = RecordStore(tmp_path / "r.json")
+    for r in (row, control):
+        store.add(r)
+    relabel([str(store.path), "--model", "GALRec", "--before", "2026-11-15", "--was", "graph_loss=bpr,epochs=20",
+             "--now", "graph_loss=softmax,epochs=18"])
+    new_row, new_control = store.read()
+    assert new_row["label"] == "GALRec" and new_control["label"] == "GALRec[graph_loss=bpr,id_control=True]"
+    # The row ran the softmax itself; its control ran on the old default, and is no longer the row's control.
+    assert new_row["control"] == "GALRec[id_control=True]" and new_control["control"] is None
+
+
 def test_a_file_that_is_not_a_store_is_refused_before_anything_is_rewritten(tmp_path, capsys):
     from benchmarks.relabel import main as relabel
     from benchmarks.run import main as run
