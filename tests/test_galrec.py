@@ -4,7 +4,7 @@ the training split, scores are sound and reload identically, ablations drop thei
 import numpy as np
 import pytest
 import torch
-from conftest import build_run
+from conftest import GALREC_BEFORE, build_run
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def base(llm_base):
     return {
-        **llm_base, "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
+        **llm_base, **GALREC_BEFORE, "graph_epochs": 2, "graph_learning_rate": 0.01, "stopping_step": 100,
         "epochs": 3, "learning_rate": 0.001, "prompt_batch_size": 32, "users_per_epoch": 320, "queue_size": 64,
         "momentum": 0.9,  # 30 steps only: a slower key encoder would barely move
         "use_l1": True, "use_l2": True, "use_l3": True,  # the paper's loss; the defaults train L0 alone
@@ -221,7 +221,7 @@ def test_held_out_targets_and_fused_scores(tiny_llm_path, tmp_path):
     with the gate at 0 the scores are stage 1's."""
     config = Config("GALRec", "ml-100k", config_dict={
         "llm_path": tiny_llm_path, "llm_num_layers": None, "llm_cache_dir": str(tmp_path), "checkpoint_dir": str(tmp_path),
-        "state": "WARNING", "show_progress": False})
+        "state": "WARNING", "show_progress": False, **GALREC_BEFORE})
     init_seed(config["seed"], config["reproducibility"])
     train, *_ = data_preparation(config, create_dataset(config))
     model = GALRec(config, train._dataset)
@@ -328,7 +328,7 @@ TARGET_L0 = {"random": ({}, 7.335890293121338),
 @pytest.mark.parametrize("case", TARGET_L0)
 def test_the_target_objective_is_the_loss_of_before(llm_base, case):
     extra, expected = TARGET_L0[case]
-    model = build({**llm_base, **extra})[1]
+    model = build({**llm_base, **GALREC_BEFORE, **extra})[1]
     assert model.lm_objective == "target" and model.user_token_in_prompt
     model.freeze_graph()
     model.train()
@@ -340,8 +340,26 @@ def test_the_target_objective_is_the_loss_of_before(llm_base, case):
 @pytest.mark.parametrize("extra, expected", [({}, "target"), ({"eval_args": ORDERED}, "next_item"),
                                              ({"eval_args": ORDERED, "ordered_context": False}, "target")])
 def test_lm_objective_auto_learns_what_comes_next_where_there_is_an_order(llm_base, extra, expected):
-    model = build({**llm_base, **extra, "lm_objective": "auto"})[1]
+    model = build({**llm_base, **GALREC_BEFORE, **extra, "lm_objective": "auto"})[1]
     assert model.lm_objective == expected and model.user_token_in_prompt == (expected == "target")
+
+
+def test_the_defaults_are_the_text_aware_ones_and_the_papers_file_restores_the_paper(llm_base, tmp_path):
+    """GALRec.yaml: a TextLightGCN stage 1 beside an ID graph under the softmax loss, no holdout graph, the
+    validated mix; on ordered data the next-item objective on the last cut and the test folded in.
+    galrec-paper.yaml: IDs and BPR, the target objective, the GLLM head alone, nothing folded in."""
+    config, model, trainer, *_ = build({**llm_base, "checkpoint_dir": str(tmp_path)})
+    assert type(model.graph).__name__ == "TextLightGCN" and model.graph.id_tower == 0.5 and model.graph.mf_loss.cosine
+    assert model.holdout_graph is None and model.score_fusion.name == "validated"
+    assert model.lm_objective == "target" and not trainer._fold_in  # a random split: nothing to follow or fold in
+    assert (config["epochs"], config["eval_step"], config["graph_eval_step"]) == (18, 3, 1)
+    _, ordered, trainer, *_ = build({**llm_base, "eval_args": ORDERED, "checkpoint_dir": str(tmp_path)})
+    assert ordered.lm_objective == "next_item" and ordered.next_item_cut == "last" and trainer._fold_in
+    _, paper, trainer, *_ = build_run("GAL-Rec", {**llm_base, "eval_args": ORDERED, "checkpoint_dir": str(tmp_path)},
+                                      config_files=["properties/galrec-paper.yaml"])
+    assert type(paper.graph).__name__ == "FastLightGCN" and not paper.graph.mf_loss.cosine
+    assert paper.score_fusion.name == "none" and paper.lm_objective == "target" and not trainer._fold_in
+    assert paper.use_l1 and paper.use_l2 and paper.use_l3
 
 
 NEXT_ITEM = {"eval_args": ORDERED, "lm_objective": "next_item", "n_hop1": 4}

@@ -4,7 +4,7 @@ the other keys ask for."""
 
 import pytest
 import torch
-from conftest import build_run
+from conftest import GALREC_BEFORE, build_run
 
 from recbole_llm.errors import ConfigValueError
 from recbole_llm.model.fastlightgcn import FastLightGCN
@@ -57,7 +57,7 @@ def test_id_control_must_be_a_boolean(llm_base):
 
 
 def test_without_the_control_the_text_stage_1_and_item_text_are_there(llm_base):
-    _, model, *_ = build_run("GAL-Rec", {**llm_base, **TEXT_STAGE1})
+    _, model, *_ = build_run("GAL-Rec", {**llm_base, **GALREC_BEFORE, **TEXT_STAGE1})  # with a holdout graph
     assert type(model.graph).__name__ == "TextLightGCN" and type(model.holdout_graph).__name__ == "TextLightGCN"
     assert model.use_item_text and model.encoder.text_projector is not None
     # The text stage 1's scores are its own: cosine / softmax_tau, as the graph alone ranks.

@@ -170,8 +170,11 @@ class GraphLMRecommender(FrozenBackboneMixin, GeneralRecommender):
 
     @classmethod
     def _later_keys(cls, names):
-        """The backbone's keys and those of the property files ``names``, less stage 1's block."""
-        return frozenset(LLM_KEYS.union(*(property_keys(name) for name in names)) - cls.stage1_keys())
+        """The backbone's keys and those of the property files ``names``, less stage 1's block and the entries
+        stage 1 reads where its own names are unset (``eval_step``, which GAL-Rec's file sets for its
+        language-model stage)."""
+        return frozenset(LLM_KEYS.union(*(property_keys(name) for name in names))
+                         - cls.stage1_keys() - STAGE1_OPTIONAL_NAMES.keys())
 
     def item_tokens(self, items):
         """The soft tokens of ``items`` in the language model's input space (the item projector's output)."""
