@@ -38,6 +38,14 @@ def test_galrec_id_control_trains_the_id_graph_with_the_same_loss_and_reads_no_t
     assert not hasattr(model, "item_text_embedding")
 
 
+def test_the_id_control_keeps_the_id_graphs_users(llm_base, no_text):
+    """With ``id_tower_users: mean`` the model's ID graph has no user table; its control's ID graph neither,
+    so the control differs from the model in the text alone."""
+    entries = {**llm_base, **TEXT_STAGE1, "id_tower": 0.5, "id_tower_users": "mean", "id_control": True}
+    _, model, *_ = build_run("GAL-Rec", entries)
+    assert type(model.graph) is FastLightGCN and model.graph.mean_users and not hasattr(model.graph, "user_embedding")
+
+
 def test_glta_id_control_has_no_stage_2_and_no_user_texts(llm_base, no_text, tmp_path):
     config = {**llm_base, **TEXT_STAGE1, "use_profile": True, "use_prediction": True, "id_control": True,
               "checkpoint_dir": str(tmp_path), "graph_epochs": 1, "user_alignment_epochs": 1,

@@ -71,6 +71,30 @@ def test_softmax_lightgcn_scores_by_cosine(ml100k_train):
     assert not torch.allclose(bpr.forward()[1][1:].norm(dim=1), torch.ones(bpr.n_items - 1))
 
 
+def test_lightgcn_users_as_the_mean_of_their_items_rows(ml100k_train):
+    """FastLightGCN with ``id_tower_users: mean`` (the id control of a model whose ID graph has such users): no
+    user table, a user's layer 0 the mean of their training items' rows, the same item table as without."""
+    entries = {"state": "WARNING", "graph_loss": "softmax"}
+    init_seed(2020, True)
+    plain = FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict=entries), ml100k_train)
+    init_seed(2020, True)
+    model = FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={**entries, "id_tower_users": "mean"}), ml100k_train)
+    assert not hasattr(model, "user_embedding") and [name for name, _ in model.named_parameters()] == ["item_embedding.weight"]
+    torch.testing.assert_close(model.item_embedding.weight, plain.item_embedding.weight)
+    matrix = ml100k_train.inter_matrix(form="csr")
+    ego = model.get_ego_embeddings()
+    for user in (1, 5, 40):
+        items = sorted(set(matrix.indices[matrix.indptr[user]:matrix.indptr[user + 1]].tolist()))
+        torch.testing.assert_close(ego[user], model.item_embedding.weight[items].mean(dim=0))
+    interaction = {model.USER_ID: torch.tensor([1, 2, 3]), model.ITEM_ID: torch.tensor([4, 5, 6]),
+                   model.NEG_ITEM_ID: torch.tensor([7, 8, 9])}
+    torch.testing.assert_close(model.layer0_rows(interaction[model.USER_ID], ())[0], ego[[1, 2, 3]])
+    model.calculate_loss(interaction).backward()
+    assert model.item_embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigValueError, match="id_tower_users='items' is not supported.*Fix: set id_tower_users to one of id, mean"):
+        FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={**entries, "id_tower_users": "items"}), ml100k_train)
+
+
 @pytest.mark.slow
 def test_softmax_lightgcn_trains_through_the_runner(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

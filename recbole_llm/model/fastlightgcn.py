@@ -12,8 +12,12 @@ from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
-from recbole_llm.model.graph import build_norm_adj, lightgcn_propagate, split_users_items
+from recbole_llm.errors import ConfigValueError
+from recbole_llm.model.graph import SparseMM, build_norm_adj, lightgcn_propagate, split_users_items, user_mean_matrices
 from recbole_llm.model.ranking_loss import ranking_loss
+
+
+ID_USERS = ("id", "mean")
 
 
 class FastLightGCN(GeneralRecommender):
@@ -30,6 +34,11 @@ class FastLightGCN(GeneralRecommender):
     (``ranking_loss.py``); it then scores by cosine similarity over the temperature, as it trained
     (``scores``), so ``forward()`` returns unit-norm embeddings. With the default ``bpr`` it is
     RecBole's LightGCN.
+
+    ``id_tower_users: mean`` (the ID graph's users; default ``id``) drops the user table: a user's
+    layer 0 is the mean of their training items' rows, as TextLightGCN's ID tower does. It is the
+    id control of a GLTA or GAL-Rec whose TextLightGCN has such users, so that the control differs
+    from the model in the text alone.
     """
 
     input_type = InputType.PAIRWISE
@@ -58,9 +67,25 @@ class FastLightGCN(GeneralRecommender):
         self.apply(xavier_uniform_initialization)
         self.other_parameter_name = ["restore_user_e", "restore_item_e"]
 
+        self.mean_users = self._mean_users(config)
+        if self.mean_users:
+            del self.user_embedding  # created above all the same, so the item table starts from the same draw
+            self.user_mean, self.user_mean_t = user_mean_matrices(dataset, device=self.device)
+
+    def _mean_users(self, config):
+        """Whether the users are the mean of their items' rows (``id_tower_users: mean``). A subclass whose
+        users are its own (TextLightGCN's text graph) says no."""
+        value = config["id_tower_users"] or "id"
+        if value not in ID_USERS:
+            raise ConfigValueError(f"id_tower_users={value!r} is not supported. Fix: set id_tower_users to one of "
+                                   f"{', '.join(ID_USERS)}.")
+        return value == "mean"
+
     def get_ego_embeddings(self):
         """Layer-0 embeddings of all nodes, users then items: (n_users + n_items, embedding_size)."""
-        return torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        items = self.item_embedding.weight
+        users = SparseMM.apply(self.user_mean, self.user_mean_t, items) if self.mean_users else self.user_embedding.weight
+        return torch.cat([users, items], dim=0)
 
     def forward(self):
         """Final embeddings of all users and all items, ((n_users, d), (n_items, d)), whose dot products score.
@@ -93,7 +118,11 @@ class FastLightGCN(GeneralRecommender):
 
     def layer0_rows(self, user, items):
         """The layer-0 embeddings the L2 term reads: the batch's users, then each tensor of item ids in ``items``."""
-        return [self.user_embedding(user)] + [self.item_embedding(i) for i in items]
+        if self.mean_users:
+            users = SparseMM.apply(self.user_mean, self.user_mean_t, self.item_embedding.weight)[user]
+        else:
+            users = self.user_embedding(user)
+        return [users] + [self.item_embedding(i) for i in items]
 
     def scores(self, user_e, item_e):
         """The ranking scores of final user embeddings ``user_e`` (B, d) over final item embeddings ``item_e``

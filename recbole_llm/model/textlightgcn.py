@@ -98,6 +98,10 @@ class TextLightGCN(FastLightGCN):
         self.text_mlp = nn.Sequential(nn.Linear(text_size, hidden), nn.LeakyReLU(), nn.Linear(hidden, self.latent_dim))
         self.text_mlp.apply(xavier_uniform_initialization)
 
+    def _mean_users(self, config):
+        """The text graph's users are ``text_user_side``'s; ``id_tower_users`` is its ID tower's (``all_layer0``)."""
+        return False
+
     def _id_tower_weight(self, config):
         """``id_tower`` (its range checked with the config, ``config_rules.py``) as a float, refused where the ID
         graph would not be a separate one or not cosine-scored."""
