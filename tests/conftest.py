@@ -154,8 +154,8 @@ def one_thread():
 
 # GAL-Rec's defaults before the text-aware ones (properties/model/GALRec.yaml): stage 1 over IDs with BPR, the
 # target objective with a holdout graph and the residual fusion. Tests of those mechanisms pin them.
-GALREC_BEFORE = {"graph_model": "FastLightGCN", "graph_loss": "bpr", "id_tower": 0.0, "graph_eval_step": None,
-                 "epochs": 20, "eval_step": 1, "score_fusion": "residual", "lm_holdout_ratio": 0.1,
+GALREC_BEFORE = {"graph_model": "FastLightGCN", "graph_loss": "bpr", "id_tower": 0.0, "id_tower_users": "id",
+                 "graph_eval_step": None, "epochs": 20, "eval_step": 1, "score_fusion": "residual", "lm_holdout_ratio": 0.1,
                  "fold_in_valid": False, "lm_objective": "target", "next_item_cut": "random"}
 
 

@@ -350,6 +350,7 @@ def test_the_defaults_are_the_text_aware_ones_and_the_papers_file_restores_the_p
     galrec-paper.yaml: IDs and BPR, the target objective, the GLLM head alone, nothing folded in."""
     config, model, trainer, *_ = build({**llm_base, "checkpoint_dir": str(tmp_path)})
     assert type(model.graph).__name__ == "TextLightGCN" and model.graph.id_tower == 0.5 and model.graph.mf_loss.cosine
+    assert model.graph.id_tower_users == "mean" and not hasattr(model.graph, "user_embedding")  # users: their items
     assert model.holdout_graph is None and model.score_fusion.name == "validated"
     assert model.lm_objective == "target" and not trainer._fold_in  # a random split: nothing to follow or fold in
     assert (config["epochs"], config["eval_step"], config["graph_eval_step"]) == (18, 3, 1)
@@ -358,6 +359,7 @@ def test_the_defaults_are_the_text_aware_ones_and_the_papers_file_restores_the_p
     _, paper, trainer, *_ = build_run("GAL-Rec", {**llm_base, "eval_args": ORDERED, "checkpoint_dir": str(tmp_path)},
                                       config_files=["properties/galrec-paper.yaml"])
     assert type(paper.graph).__name__ == "FastLightGCN" and not paper.graph.mf_loss.cosine
+    assert not paper.graph.mean_users and hasattr(paper.graph, "user_embedding")  # LightGCN's user table
     assert paper.score_fusion.name == "none" and paper.lm_objective == "target" and not trainer._fold_in
     assert paper.use_l1 and paper.use_l2 and paper.use_l3
 
