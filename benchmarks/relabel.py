@@ -13,6 +13,12 @@ with), so running it reproduces the row under today's defaults. ``--datasets`` l
 relabelling to some datasets (a key such as ``users_per_epoch`` changes nothing on a dataset with
 fewer users). A record's ``control``, its id control's label, follows its new label. Rerunning is
 harmless.
+
+A key the record's protocol file sets (``config_files``: the benchmark protocol's ``epochs`` and
+``eval_step``) is not the model file's default there: the protocol wins, so a change of the model
+file does not change what a plain label runs, and such a key is neither added nor dropped. A key the
+run passed over its protocol's value is put back in its label if an earlier pass dropped it, as the
+plain label would run the protocol's value.
 """
 
 import argparse
@@ -22,7 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import NotAStore, RecordStore, control_label, parse_row, row_label, row_values  # noqa: E402
+import yaml  # noqa: E402
+
+from benchmarks.harness import ROOT, NotAStore, RecordStore, control_label, parse_row, row_label, row_values  # noqa: E402
 
 
 def pairs(text):
@@ -30,19 +38,31 @@ def pairs(text):
     return dict(item.split("=", 1) for item in text.split(",") if item) if text else {}
 
 
-def relabel(label, command, was, now):
+def relabel(label, command, was, now, protocol_keys=()):
     """``label`` with the old values of ``was`` it relied on made explicit and its ``now`` values dropped.
 
     A key the run's ``command`` set did not rely on the old default (the label may have dropped it
-    on an earlier pass), which keeps a second pass from changing anything.
+    on an earlier pass), which keeps a second pass from changing anything. ``protocol_keys``, the
+    keys the record's protocol file sets, are left to the protocol; one the command set is kept.
     """
     overrides = row_values(label)
-    passed = {part.split("=", 1)[0][2:] for part in shlex.split(command) if part.startswith("--")}
-    kept = {k: v for k, v in overrides.items() if not (k in now and v == now[k])}
-    kept.update({k: v for k, v in was.items() if k not in overrides and k not in passed})
+    passed = dict(part[2:].split("=", 1) for part in shlex.split(command) if part.startswith("--") and "=" in part)
+    kept = {k: v for k, v in overrides.items() if not (k in now and v == now[k] and k not in protocol_keys)}
+    kept.update({k: v for k, v in was.items() if k not in overrides and k not in passed and k not in protocol_keys})
+    kept = {**{k: passed[k] for k in protocol_keys if k in passed and k not in kept}, **kept}
     if "id_control" in kept:  # last, as ``control_label`` names a row's id control
         kept["id_control"] = kept.pop("id_control")
     return row_label(parse_row(label)[0], kept)
+
+
+def protocol_keys(record):
+    """The keys the record's ``config_files`` set (paths relative to the repository), in file order."""
+    keys = {}
+    for name in record.get("config_files") or ():
+        path = Path(name) if Path(name).is_absolute() else ROOT / name
+        if path.is_file():
+            keys.update(dict.fromkeys(yaml.safe_load(path.read_text()) or {}))
+    return tuple(keys)
 
 
 def command_with(command, label):
@@ -70,7 +90,8 @@ def main(argv=None):
         for record in records:
             if (record["model"] == args.model and record["finished_at"] < args.before
                     and (not datasets or record["dataset"] in datasets)):
-                old, record["label"] = record["label"], relabel(record["label"], record["command"], was, now)
+                old = record["label"]
+                record["label"] = relabel(old, record["command"], was, now, protocol_keys(record))
                 if old != record["label"]:
                     print(f"{store.path}: {old} -> {record['label']}")
                     if record.get("control"):  # the id control's label follows its row's

@@ -316,6 +316,26 @@ def test_relabel_keeps_a_row_and_its_id_control_paired(tmp_path):
     assert new_row["control"] == "GALRec[id_control=True]" and new_control["control"] is None
 
 
+def test_relabel_leaves_the_protocols_keys_to_the_protocol(tmp_path):
+    """The benchmark protocol sets epochs and eval_step over the model file: a new default there changes
+    nothing a plain label runs, and a budget an earlier pass dropped from a label comes back."""
+    from benchmarks.relabel import main as relabel
+
+    protocol = "recbole_llm/properties/benchmark/amazon-beauty.yaml"
+    common = {"finished_at": "2026-11-01T00:00:00", "model": "GALRec", "config_files": [protocol]}
+    budget = {**record("GALRec[epochs=18,eval_step=3]", 1, 0.3), **common,
+              "command": "python run_recbole_llm.py --model=GALRec --epochs=18 --eval_step=3"}
+    dropped = {**record("GALRec", 2, 0.3), **common,  # relabelled before the protocol was read
+               "command": "python run_recbole_llm.py --model=GALRec --epochs=18 --eval_step=3"}
+    store = RecordStore(tmp_path / "r.json")
+    for r in (budget, dropped):
+        store.add(r)
+    for _ in range(2):
+        relabel([str(store.path), "--model", "GALRec", "--before", "2026-11-15", "--was", "epochs=20,eval_step=1",
+                 "--now", "epochs=18,eval_step=3"])
+        assert [r["label"] for r in store.read()] == ["GALRec[epochs=18,eval_step=3]"] * 2
+
+
 def test_a_file_that_is_not_a_store_is_refused_before_anything_is_rewritten(tmp_path, capsys):
     from benchmarks.relabel import main as relabel
     from benchmarks.run import main as run

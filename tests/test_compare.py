@@ -141,6 +141,26 @@ def test_report_compares_each_language_model_default_with_its_control_stage1_and
     assert comparison_table([r for r in records if r["model"] != "GLTA"], root=tmp_path) == ""
 
 
+def test_a_default_row_may_carry_its_epoch_budget(tmp_path):
+    """The benchmark protocol sets epochs and eval_step over a model file's budget, so GAL-Rec's default row
+    reads GALRec[epochs=18,eval_step=3]: it is compared with its stage 1 and the best other row too; a row with
+    another setting is not a default."""
+    from benchmarks.report import comparison_table
+
+    rng = np.random.default_rng(3)
+    base = {f"u{i}": float(rng.uniform(0, 0.5)) for i in range(30)}
+    records = []
+    for label, model, valid in (("GALRec[epochs=18,eval_step=3]", "GALRec", 0.3), ("GALRec[epochs=18,lr=1]", "GALRec", 0.3),
+                                ("EASE", "EASE", 0.2)):
+        record = {**_write_row(tmp_path, label, 1, base), "model": model, "valid": {"ndcg@10": valid}, "test": {"ndcg@10": 0.0}}
+        if model == "GALRec":
+            record["graph_per_user"] = _write_row(tmp_path, f"{label}-stage1", 1, base)["per_user"]
+        records.append(record)
+    rows = [line.split(" | ")[:2] for line in comparison_table(records, root=tmp_path, resamples=200).splitlines()[2:]]
+    assert rows == [["| GALRec[epochs=18,eval_step=3]", "GALRec[epochs=18,eval_step=3] stage 1"],
+                    ["| GALRec[epochs=18,eval_step=3]", "EASE"]]
+
+
 def test_old_records_get_todays_fields_once(tmp_path):
     from benchmarks.harness import RecordStore
     from benchmarks.record_fields import main
