@@ -93,6 +93,16 @@ def test_lightgcn_users_as_the_mean_of_their_items_rows(ml100k_train):
     assert model.item_embedding.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigValueError, match="id_tower_users='items' is not supported.*Fix: set id_tower_users to one of id, mean"):
         FastLightGCN(Config("FastLightGCN", "ml-100k", config_dict={**entries, "id_tower_users": "items"}), ml100k_train)
+    # A subclass with users of its own refuses it in words, not with a missing table.
+    from recbole_llm.model.lightgcnplus import LightGCNPlus
+
+    class OwnUsers(FastLightGCN):
+        def get_ego_embeddings(self):
+            return super().get_ego_embeddings()
+
+    with pytest.raises(ConfigValueError, match="OwnUsers builds its users' embeddings its own way. Fix: leave id_tower_users at id"):
+        OwnUsers(Config("FastLightGCN", "ml-100k", config_dict={**entries, "id_tower_users": "mean"}), ml100k_train)
+    assert LightGCNPlus.get_ego_embeddings is not FastLightGCN.get_ego_embeddings
 
 
 @pytest.mark.slow

@@ -79,6 +79,10 @@ class FastLightGCN(GeneralRecommender):
         if value not in ID_USERS:
             raise ConfigValueError(f"id_tower_users={value!r} is not supported. Fix: set id_tower_users to one of "
                                    f"{', '.join(ID_USERS)}.")
+        if value == "mean" and type(self).get_ego_embeddings is not FastLightGCN.get_ego_embeddings:
+            raise ConfigValueError(f"id_tower_users=mean makes FastLightGCN's users the mean of their items' rows, but "
+                                   f"{type(self).__name__} builds its users' embeddings its own way. Fix: leave "
+                                   f"id_tower_users at id for {type(self).__name__}.")
         return value == "mean"
 
     def get_ego_embeddings(self):
