@@ -20,6 +20,16 @@ from recbole_llm.model.ranking_loss import ranking_loss
 ID_USERS = ("id", "mean")
 
 
+def id_users(config):
+    """``id_tower_users``, the ID graph's users, checked: ``id`` (a user table) or ``mean`` (the mean of their
+    items' rows). FastLightGCN's and TextLightGCN's ID tower read it."""
+    value = config["id_tower_users"] or "id"
+    if value not in ID_USERS:
+        raise ConfigValueError(f"id_tower_users={value!r} is not supported. Fix: set id_tower_users to one of "
+                               f"{', '.join(ID_USERS)}.")
+    return value
+
+
 class FastLightGCN(GeneralRecommender):
     """LightGCN with the same parameters, initialisation, loss and scores as RecBole's ``LightGCN``.
 
@@ -75,10 +85,7 @@ class FastLightGCN(GeneralRecommender):
     def _mean_users(self, config):
         """Whether the users are the mean of their items' rows (``id_tower_users: mean``). A subclass whose
         users are its own (TextLightGCN's text graph) says no."""
-        value = config["id_tower_users"] or "id"
-        if value not in ID_USERS:
-            raise ConfigValueError(f"id_tower_users={value!r} is not supported. Fix: set id_tower_users to one of "
-                                   f"{', '.join(ID_USERS)}.")
+        value = id_users(config)
         if value == "mean" and type(self).get_ego_embeddings is not FastLightGCN.get_ego_embeddings:
             raise ConfigValueError(f"id_tower_users=mean makes FastLightGCN's users the mean of their items' rows, but "
                                    f"{type(self).__name__} builds its users' embeddings its own way. Fix: leave "

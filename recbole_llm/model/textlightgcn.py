@@ -15,12 +15,11 @@ from torch import nn
 
 from recbole_llm.data.text_embedding import text_embeddings
 from recbole_llm.errors import ConfigValueError
-from recbole_llm.model.fastlightgcn import FastLightGCN
+from recbole_llm.model.fastlightgcn import FastLightGCN, id_users
 from recbole_llm.model.graph import SparseMM, lightgcn_propagate, split_users_items, user_mean_matrices
 from recbole_llm.model.text_fusion import centred_unit_rows
 
 USER_SIDES = ("mean", "id")
-ID_TOWER_USERS = ("id", "mean")
 
 
 class TextLightGCN(FastLightGCN):
@@ -76,10 +75,7 @@ class TextLightGCN(FastLightGCN):
             )
         self.text_item_id = bool(config["text_item_id"])
         self.id_tower = self._id_tower_weight(config)
-        self.id_tower_users = config["id_tower_users"] or "id"
-        if self.id_tower_users not in ID_TOWER_USERS:
-            raise ConfigValueError(f"id_tower_users={self.id_tower_users!r} is not supported. Fix: set id_tower_users "
-                                   f"to one of {', '.join(ID_TOWER_USERS)}.")
+        self.id_tower_users = id_users(config)
         # The ID tables FastLightGCN made stay only where they are used.
         if not (self.text_item_id or self.id_tower):
             del self.item_embedding
