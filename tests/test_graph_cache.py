@@ -4,7 +4,7 @@ model it would have trained itself; a change to anything stage 1 reads trains a 
 
 import pytest
 import torch
-from conftest import GALREC_BEFORE, build_run
+from conftest import GALREC_BEFORE, GLTA_BEFORE, build_run
 
 from recbole_llm.errors import ConfigValueError
 
@@ -28,9 +28,9 @@ def base(llm_base):
 
 
 def run(name, config_dict):
-    # GAL-Rec from the papers' stage 1 and its holdout graph, as GLTA's defaults are; the tests set text themselves.
-    if name == "GAL-Rec":
-        config_dict = {**GALREC_BEFORE, **config_dict}
+    # From the papers' stage 1 and its holdout graph (the models' defaults before the text-aware ones); the tests
+    # set text themselves.
+    config_dict = {**(GALREC_BEFORE if name == "GAL-Rec" else GLTA_BEFORE), **config_dict}
     _, model, trainer, train, valid, _ = build_run(name, config_dict)
     trainer.fit(train, valid, saved=False)
     model.eval()

@@ -5,15 +5,15 @@ text) change the cache only where stage 1 reads them; the id control's stage 1 i
 the same loss. One guard keeps the stage-1 cache key of the default GLTA and GAL-Rec configs as it
 was, so the caches that runs already left stay valid.
 
-The rules are checked from the papers' stage 1 (GLTA's defaults, and GAL-Rec's before its text-aware
-defaults: ``GALREC_BEFORE``), where stage 1 reads none of the text's and the loss's keys.
+The rules are checked from the papers' stage 1 (GLTA's and GAL-Rec's defaults before their text-aware
+ones: ``GLTA_BEFORE``, ``GALREC_BEFORE``), where stage 1 reads none of the text's and the loss's keys.
 """
 
 import os
 from pathlib import Path
 
 import pytest
-from conftest import GALREC_BEFORE
+from conftest import BEFORE
 
 from recbole_llm.config import Config
 from recbole_llm.helpers import property_keys, with_entries
@@ -28,15 +28,19 @@ DATA = "../shared/datasets"
 MODELS = {"GLTA": GLTA, "GALRec": GALRec}
 
 # The stage-1 cache keys of the default configs, as computed since the cache was introduced: a change
-# here orphans every cached stage 1 that users have. "GALRec before": GAL-Rec's defaults before its
+# here orphans every cached stage 1 that users have. "<model> before": the model's defaults before its
 # text-aware stage 1, whose caches stay valid for a run that sets those keys back.
 CACHE_DIGESTS = {
-    ("GLTA", "ml-100k"): "7e225be1802a",
+    ("GLTA before", "ml-100k"): "7e225be1802a",
     ("GALRec before", "ml-100k"): "23670f0e528c",
-    ("GLTA", "ml-1m"): "944343bc6c92",
+    ("GLTA before", "ml-1m"): "944343bc6c92",
     ("GALRec before", "amazon-beauty"): "6d0ef2178e00",
     ("GALRec", "ml-100k"): "6620edb2f265",
     ("GALRec", "amazon-beauty"): "9e4336b7a6e4",
+    # GLTA's text-aware defaults share GAL-Rec's stage 1, and its cache file.
+    ("GLTA", "ml-100k"): "6620edb2f265",
+    ("GLTA", "ml-1m"): "66d073bb397a",
+    ("GLTA", "amazon-beauty"): "9e4336b7a6e4",
 }
 
 
@@ -66,7 +70,7 @@ def digests(built, model):
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def default(request):
     model = request.param
-    built = config(model, **(GALREC_BEFORE if model == "GALRec" else {}))
+    built = config(model, **BEFORE[model])
     return model, built, digests(built, model)
 
 
@@ -78,18 +82,20 @@ def test_the_stage_1_cache_key_of_the_default_configs_is_unchanged(model, datase
     if entries and not os.path.isdir(os.path.join(DATA, dataset)):
         pytest.skip(f"{DATA}/{dataset} is not here")
     name, _, before = model.partition(" ")
-    entries.update(GALREC_BEFORE if before else {})
+    entries.update(BEFORE[name] if before else {})
     assert graph_cache_digest(config(name, dataset, **entries), MODELS[name]) == CACHE_DIGESTS[model, dataset]
 
 
 def test_glta_and_galrec_read_one_stage_1_block():
-    """One block of keys; GAL-Rec's file chooses its text-aware stage 1 in it, GLTA's file nothing."""
+    """One block of keys; each model's file chooses the same text-aware stage 1 in it, so by default the two
+    models train one graph (one cache file)."""
     block = GraphLMRecommender.stage1_keys()
     assert {"embedding_size", "n_layers", "graph_epochs", "graph_learning_rate"} <= block
     chosen = {"graph_model", "graph_loss", "id_tower", "id_tower_users", "graph_eval_step"}
-    assert not block & property_keys("GLTA") and block & property_keys("GALRec") == chosen
+    assert block & property_keys("GLTA") == block & property_keys("GALRec") == chosen
     glta, galrec = config("GLTA"), config("GALRec")
-    assert all(glta[key] == galrec[key] for key in block - chosen)
+    assert all(glta[key] == galrec[key] for key in block)
+    assert graph_cache_digest(glta, GLTA) == graph_cache_digest(galrec, GALRec)
     # GALRec.yaml sets eval_step for its language-model stage; stage 1 still reads it where graph_eval_step is unset.
     assert "eval_step" in property_keys("GALRec") and "eval_step" not in GALRec.later_stage_keys()
 
@@ -97,7 +103,7 @@ def test_glta_and_galrec_read_one_stage_1_block():
 def test_a_stage_1_beyond_the_papers_has_one_cache_key_for_glta_and_galrec():
     # GRAPH_LM_MODELS, whose later keys every such key leaves out, names every model on this stage 1.
     assert set(GRAPH_LM_MODELS) == {cls.__name__ for cls in GraphLMRecommender.__subclasses__()} == set(MODELS)
-    papers = {model: config(model, **(GALREC_BEFORE if model == "GALRec" else {})) for model in MODELS}
+    papers = {model: config(model, **BEFORE[model]) for model in MODELS}
     text = {model: with_entries(built, graph_model="TextLightGCN", graph_loss="softmax") for model, built in papers.items()}
     for holdout in (False, True):
         # The papers' stage 1 trains on each run's own random states: a key per model.
@@ -194,7 +200,7 @@ def test_graph_eval_step_gives_stage_1_its_own_validation_interval(default):
 
 # The run digests of the default configs on ml-100k: a change here renames every run folder, and a killed
 # run of the defaults no longer resumes (a key added since must be left out at its unset value: ADDED_KEYS_UNSET).
-RUN_DIGESTS = {"GLTA": "d3bd385798bc", "GALRec": "125fef01dbe7"}  # GAL-Rec's: of GALREC_BEFORE
+RUN_DIGESTS = {"GLTA": "d3bd385798bc", "GALRec": "125fef01dbe7"}  # of GLTA_BEFORE and GALREC_BEFORE
 
 
 def test_a_key_added_later_leaves_earlier_run_folders_at_its_unset_value(default):
