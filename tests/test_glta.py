@@ -227,12 +227,27 @@ def test_a_misspelt_prompt_placeholder_is_refused_when_the_model_is_built(base, 
     assert wrong in str(refused.value) and "{item_tokens}" in str(refused.value) and "Fix:" in str(refused.value)
 
 
+def test_the_defaults_read_the_text_aware_stage_1(base, tmp_path):
+    """GLTA.yaml: GAL-Rec's stage 1 (TextLightGCN beside an ID graph whose users are their items' mean, the
+    softmax loss) for both graphs, 6144 users a stage-3 epoch, and the test folded in on ordered data alone."""
+    config, model, trainer, *_ = build({**base, "checkpoint_dir": str(tmp_path)})
+    for graph in model.stage1_graphs():
+        assert type(graph).__name__ == "TextLightGCN" and graph.id_tower == 0.5 and graph.mf_loss.cosine
+        assert graph.id_tower_users == "mean" and not hasattr(graph, "user_embedding")
+    assert (config["users_per_epoch"], config["graph_eval_step"]) == (6144, 1) and not trainer._fold_in
+    ordered = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
+    assert build({**base, "eval_args": ordered, "checkpoint_dir": str(tmp_path)})[2]._fold_in
+
+
 def test_paper_property_file_runs_the_papers_path(base, tmp_path):
     paper = Path(__file__).resolve().parent.parent / "recbole_llm" / "properties" / "glta-paper.yaml"
-    _, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)}, config_files=[str(paper)])
+    config, model, *_ = build({**base, "checkpoint_dir": str(tmp_path)}, config_files=[str(paper)])
     assert model.score_fusion.name == "none"
     assert model.holdout_graph is None and model.lm_targets is None and model.fusion_weights() is None
     assert len(model.lm_users) == model.n_users - 1  # every user of ml-100k has training items
+    # The paper's stage 1: LightGCN over IDs with BPR and its user table; every user in each stage-3 epoch.
+    assert type(model.graph).__name__ == "FastLightGCN" and not model.graph.mf_loss.cosine
+    assert hasattr(model.graph, "user_embedding") and config["users_per_epoch"] is None
 
 
 def test_the_stage_3_loss_reaches_the_fusion_gate_first(base, tmp_path):
