@@ -111,7 +111,9 @@ LANGUAGE_MODELS = ("GLTA", "GALRec", "LightGCNPlus", "HCCFPlus", "RLMRecCon", "R
 
 # The benchmark protocol sets ``epochs`` and ``eval_step`` for every model (to early stopping), over a model
 # file's own budget (GAL-Rec's 18 epochs validated every 3): a default row may carry its budget in its label.
-BUDGET_KEYS = frozenset({"epochs", "eval_step"})
+# These two of the run's budget keys (``recbole_llm.trainer.run_state.BUDGET_KEYS``, which change no run
+# folder) are the ones the protocol overrides; a label with another of them is not a default row.
+PROTOCOL_BUDGET_KEYS = frozenset({"epochs", "eval_step"})
 
 
 def is_default_row(label, model):
@@ -119,7 +121,7 @@ def is_default_row(label, model):
     from benchmarks.harness import parse_row, row_values
 
     name = parse_row(label)[0]
-    return MODEL_ALIASES.get(name, name) == model and set(row_values(label)) <= BUDGET_KEYS
+    return MODEL_ALIASES.get(name, name) == model and set(row_values(label)) <= PROTOCOL_BUDGET_KEYS
 
 
 def comparison_table(records, metric="ndcg@10", root=ROOT, resamples=10_000):
