@@ -228,3 +228,74 @@ def test_share_prefix_auto_shares_on_a_cpu_only(llama):
     assert builder.build(_shared_start_prompts()).shared_length > 1  # the tests' backbone is on the CPU
     builder.share_prefix = True
     assert builder.shares_prefix_on(torch.device("cuda"))
+
+
+def _text_lead_prompts():
+    """Stage-2-like prompts: an instruction, then descriptions of different lengths before the first soft token."""
+    torch.manual_seed(2)
+    descriptions = ["1. red lipstick; 2. a shampoo for dry hair", "1. nail polish", "1. a long description of a face cream, "
+                    "with its brand, its size and what it is for; 2. soap"]
+    return [
+        ["Shuffled descriptions: ", text, " Item tokens: ", Soft(torch.randn(n, H).requires_grad_()),
+         " Answer: ", Soft(torch.randn(2, H).requires_grad_(), "slot")]
+        for text, n in zip(descriptions, (2, 1, 2))
+    ]  # fmt: skip
+
+
+def test_text_lead_counts_the_tokens_before_each_first_soft_token(llama):
+    prompts = _text_lead_prompts()
+    batch = _builder(llama).build(prompts)
+    tokenizer = llama[1]
+    for prompt, lead in zip(prompts, batch.text_lead):
+        assert lead == 1 + sum(len(tokenizer(s, add_special_tokens=False).input_ids) for s in prompt[:3])
+    assert max(batch.text_lead) > batch.shared_length
+    builder = _builder(llama)
+    builder.share_prefix = False
+    assert builder.build(prompts).text_lead is None
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_text_lead_runs_without_a_gradient_with_the_same_states_and_gradients(request, monkeypatch, architecture,
+                                                                              padding_side):
+    import recbole_llm.llm.prompt as prompt_module
+
+    lm = request.getfixturevalue(architecture)
+    model = lm[0]
+    assert not any(p.requires_grad for p in model.parameters())  # a frozen backbone, as in GLTA's stage 2
+    calls = []
+    ungraded = prompt_module._hidden_with_text_lead_ungraded
+    monkeypatch.setattr(prompt_module, "_hidden_with_text_lead_ungraded", lambda *a: calls.append(1) or ungraded(*a))
+
+    def run(share_prefix):
+        prompts = _text_lead_prompts()
+        builder = _builder(lm, padding_side)
+        builder.share_prefix = share_prefix
+        batch = builder.build(prompts)
+        states = _all_states(model, batch)
+        states[batch.attention_mask.bool()].square().sum().backward()
+        soft = [segment.embeds.grad for prompt in prompts for segment in prompt if isinstance(segment, Soft)]
+        return states.detach(), batch.attention_mask.bool(), soft
+
+    ungraded_lead, real, lead_gradients = run(True)
+    assert calls == [1]
+    one_pass, one_pass_real, one_pass_gradients = run(False)
+    assert calls == [1]
+    assert torch.equal(real, one_pass_real)
+    torch.testing.assert_close(ungraded_lead[real], one_pass[real], atol=1e-5, rtol=1e-5)
+    assert all(g is not None and g.abs().sum() > 0 for g in lead_gradients)
+    for a, b in zip(lead_gradients, one_pass_gradients):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_text_lead_keeps_its_gradient_where_the_backbone_trains_or_none_is_recorded(tiny_llm_path, llama, monkeypatch):
+    import recbole_llm.llm.prompt as prompt_module
+
+    calls = []
+    monkeypatch.setattr(prompt_module, "_hidden_with_text_lead_ungraded", lambda *a: calls.append(1))
+    causal, tokenizer = load_backbone({"llm_path": tiny_llm_path, "lora_r": 2}, causal_lm=True)
+    builder = PromptBuilder(tokenizer, causal.get_input_embeddings())
+    hidden_at(causal, builder.build(_text_lead_prompts()), "slot")  # LoRA trains: the leads reach its weights
+    with torch.no_grad():
+        hidden_at(llama[0], _builder(llama).build(_text_lead_prompts()), "slot")  # nothing to save
+    assert calls == []

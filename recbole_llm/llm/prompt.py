@@ -48,6 +48,9 @@ class PromptBatch:
 
     The first ``shared_length`` real tokens are the same in every prompt (the BOS and the template
     text before the first placeholder), so ``hidden_at`` can run them once for the whole batch.
+    ``text_lead[b]`` counts prompt b's real tokens before its first soft token (``None`` where the
+    builder shares nothing): with a frozen backbone no gradient reaches them, so ``hidden_at`` can run
+    them without one.
     """
 
     inputs_embeds: Tensor
@@ -55,6 +58,7 @@ class PromptBatch:
     position_ids: Tensor
     positions: dict[str, Tensor]
     shared_length: int = 0
+    text_lead: list[int] | None = None
 
 
 class PromptBuilder:
@@ -64,8 +68,9 @@ class PromptBuilder:
     ids are cached for the builder's lifetime), embedded with a single lookup, and gathered with
     the soft tokens into the batch by one indexing operation. Padding rows are zero vectors; the
     attention mask hides them. The BOS and a text segment that starts every prompt of the batch
-    are its shared part (``PromptBatch.shared_length``), which ``hidden_at`` runs once.
-    ``share_prefix=False`` (also settable on a built model's builder) reports no shared part, so
+    are its shared part (``PromptBatch.shared_length``), which ``hidden_at`` runs once; the text
+    before each prompt's first soft token is its lead (``PromptBatch.text_lead``), which ``hidden_at``
+    runs without a gradient when the backbone is frozen. ``share_prefix=False`` (also settable on a built model's builder) reports no shared part, so
     every prompt runs its full length, as a one-pass forward does: the states are the same up to
     float rounding, and ``benchmarks/glta_throughput.py`` times both ways. The default, ``"auto"``,
     shares on a CPU only: there the shared part's compute is what a step saves, while on a GPU the
@@ -115,10 +120,12 @@ class PromptBuilder:
         rows = [self.input_embeddings(torch.tensor(ids, dtype=torch.long, device=weight.device))]
         next_row = len(ids)
 
-        indices, named = [], []
+        indices, named, lead = [], [], []
         for prompt in prompts:
             index, slots = list(range(len(self.prefix_ids))), {}
             for segment in prompt:
+                if not isinstance(segment, str) and len(lead) == len(indices):
+                    lead.append(len(index))  # the first soft segment of this prompt
                 if isinstance(segment, str):
                     start, length = text_offset[segment], len(self._token_ids[segment])
                 else:
@@ -128,6 +135,8 @@ class PromptBuilder:
                     if segment.name is not None:
                         slots.setdefault(segment.name, []).extend(range(len(index), len(index) + length))
                 index.extend(range(start, start + length))
+            if len(lead) == len(indices):
+                lead.append(len(index))  # no soft segment: all of it is text
             indices.append(index)
             named.append(slots)
         rows.append(weight.new_zeros(1, weight.shape[1]))
@@ -138,7 +147,7 @@ class PromptBuilder:
         if isinstance(first, str) and all(prompt and prompt[0] == first for prompt in prompts):
             shared += len(self._token_ids[first])
         if not self.shares_prefix_on(weight.device):
-            shared = 0
+            shared, lead = 0, None
 
         seq_len = max(len(index) for index in indices)
         gather = torch.full((len(prompts), seq_len), next_row, dtype=torch.long)
@@ -155,6 +164,7 @@ class PromptBuilder:
             position_ids=(attention_mask.cumsum(dim=1) - 1).clamp(min=0),
             positions=self._positions(named, offsets, weight.device),
             shared_length=shared,
+            text_lead=lead,
         )
 
     @staticmethod
@@ -174,10 +184,13 @@ class PromptBuilder:
 
 
 def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
-    """Last-layer hidden states [B, n, h] at the soft tokens named ``name``, from one forward pass.
+    """Last-layer hidden states [B, n, h] at the soft tokens named ``name``, as one forward pass gives them.
 
     Accepts the bare backbone, a CausalLM (its LM head is skipped: only hidden states are needed),
-    an encoder, or any of them wrapped by peft (LoRA layers sit inside the wrapped model).
+    an encoder, or any of them wrapped by peft (LoRA layers sit inside the wrapped model). A causal
+    decoder may run in two passes that give the same states up to float rounding: each prompt's text
+    lead without a gradient when the backbone is frozen and the leads are longer than the shared part
+    (GLTA's item-alignment prompts), otherwise the batch's shared part once.
     """
     if name not in batch.positions:
         raise KeyError(f"No soft segment named {name!r} in this batch; it has {sorted(batch.positions)}")
@@ -186,7 +199,10 @@ def hidden_at(backbone: nn.Module, batch: PromptBatch, name: str) -> Tensor:
     parameters = inspect.signature(model.forward).parameters
     size, length = batch.attention_mask.shape
     cache_key = _cache_keyword(parameters)
-    if 1 < batch.shared_length < length and size > 1 and cache_key and _runs_shared_part_once(model, parameters):
+    two_passes = cache_key is not None and _runs_shared_part_once(model, parameters)
+    if two_passes and _lead_is_worth_a_pass(model, batch):
+        hidden = _hidden_with_text_lead_ungraded(model, batch, cache_key)
+    elif two_passes and 1 < batch.shared_length < length and size > 1:
         hidden = _hidden_with_shared_part_once(model, batch, cache_key)
     else:
         inputs = {"inputs_embeds": batch.inputs_embeds, "attention_mask": batch.attention_mask}
@@ -271,6 +287,73 @@ def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch, cache_ke
     states = torch.cat([first.last_hidden_state.expand(size, -1, -1), rest], dim=1)
     in_shared = ~before & (steps < offset + shared)
     back = torch.where(in_shared, steps - offset, torch.where(before, steps + shared, steps))
+    return states.gather(1, _rows(back, states))
+
+
+def _lead_is_worth_a_pass(model: nn.Module, batch: PromptBatch) -> bool:
+    """Whether ``hidden_at`` should run each prompt's text lead without a gradient.
+
+    Only while a gradient is recorded and no weight of the backbone takes one (then nothing before a
+    prompt's first soft token can reach a trained parameter), and only where some prompt's lead is
+    longer than the shared part (otherwise running that part once is the cheaper way).
+    """
+    lead = batch.text_lead
+    return (
+        lead is not None
+        and torch.is_grad_enabled()
+        and max(lead, default=0) > max(batch.shared_length, 1)
+        and min(lead) >= 1
+        and not any(parameter.requires_grad for parameter in model.parameters())
+    )
+
+
+def _hidden_with_text_lead_ungraded(model: nn.Module, batch: PromptBatch, cache_key: str) -> Tensor:
+    """Last hidden states [B, L, h] with each prompt's text lead run under ``torch.no_grad``.
+
+    GLTA's item-alignment prompts carry five item descriptions before their first soft token: most
+    of each prompt's tokens. With the backbone frozen their states are constants, yet a one-pass
+    forward records them, and its backward carries gradients through every layer at their positions
+    for nothing. Here the leads (left-padded, so they end together) run first without a gradient and
+    fill a KV cache; the rest of every prompt (right-padded) runs on top of it with the gradient, its
+    attention mask and its position ids; the states go back to the batch's layout. Every state equals
+    the one-pass forward's up to float rounding, and so does every gradient that reaches a soft token.
+    """
+    mask = batch.attention_mask
+    (size, length), device = mask.shape, mask.device
+    lead = torch.tensor(batch.text_lead, device=device).unsqueeze(1)
+    real = mask.sum(dim=1, keepdim=True)
+    offset = (mask == 0).long().cumprod(dim=1).sum(dim=1, keepdim=True)  # left padding; 0 under right padding
+    lead_len, rest_len = int(lead.max()), max(int((real - lead).max()), 1)
+
+    # The leads, left-padded to lead_len: column j holds real token j - (lead_len - lead_b).
+    token = torch.arange(lead_len, device=device) - (lead_len - lead)
+    lead_mask = (token >= 0).long()
+    lead_index = (offset + token.clamp(min=0)).clamp(max=length - 1)
+    # The rests, right-padded to rest_len: column j holds real token lead_b + j.
+    token = lead + torch.arange(rest_len, device=device)
+    rest_mask = (token < real).long()
+    rest_index = (offset + token).clamp(max=length - 1)
+
+    with torch.no_grad():
+        first = model(
+            inputs_embeds=batch.inputs_embeds.gather(1, _rows(lead_index, batch.inputs_embeds)),
+            attention_mask=lead_mask,
+            position_ids=batch.position_ids.gather(1, lead_index) * lead_mask,
+            use_cache=True,
+        )
+    rest = model(
+        inputs_embeds=batch.inputs_embeds.gather(1, _rows(rest_index, batch.inputs_embeds)),
+        attention_mask=torch.cat([lead_mask, rest_mask], dim=1),
+        position_ids=torch.where(rest_mask.bool(), batch.position_ids.gather(1, rest_index), 0),
+        use_cache=True,
+        **{cache_key: getattr(first, cache_key)},
+    ).last_hidden_state
+    # Back to the batch's layout: real token r of prompt b (at offset_b + r) comes from the lead's
+    # column lead_len - lead_b + r, or from the rest's column lead_len + r - lead_b; padding from column 0.
+    token = torch.arange(length, device=device) - offset
+    back = torch.where(token < lead, lead_len - lead + token, lead_len + token - lead)
+    back = torch.where((token >= 0) & (token < real), back, 0)
+    states = torch.cat([first.last_hidden_state, rest], dim=1)
     return states.gather(1, _rows(back, states))
 
 
