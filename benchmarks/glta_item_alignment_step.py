@@ -20,7 +20,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,7 +29,7 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 import recbole_llm.llm.prompt as prompt_module  # noqa: E402
-from benchmarks.harness import synchronize  # noqa: E402
+from benchmarks.harness import alternate  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
@@ -79,17 +78,7 @@ def main(argv=None):
 
     steps = {"default": step("default"), "graded": step("graded", leads_graded=True),
              "one pass": step("one pass", share_prefix=False)}
-    seconds = {name: [] for name in steps}
-    for repeat in range(args.repeats + 1):
-        for name, run in steps.items():
-            for p in params:
-                p.grad = None
-            synchronize(config["device"])
-            start = time.perf_counter()
-            run()
-            synchronize(config["device"])
-            if repeat:  # the first round warms up allocators and caches
-                seconds[name].append(time.perf_counter() - start)
+    seconds = alternate(steps, args.repeats, params, config["device"])
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'})"

@@ -19,7 +19,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +27,7 @@ import torch  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
-from benchmarks.harness import synchronize  # noqa: E402
+from benchmarks.harness import alternate  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
@@ -74,17 +73,7 @@ def main(argv=None):
 
     steps = {"default": glta_step, "shared once": glta_step_sharing(True), "every prompt": glta_step_sharing(False),
              "plain": plain_step}
-    seconds = {name: [] for name in steps}
-    for repeat in range(args.repeats + 1):
-        for name, step in steps.items():
-            for p in params:
-                p.grad = None
-            synchronize(config["device"])
-            start = time.perf_counter()
-            step()
-            synchronize(config["device"])
-            if repeat:  # the first round warms up allocators and caches
-                seconds[name].append(time.perf_counter() - start)
+    seconds = alternate(steps, args.repeats, params, config["device"])
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
     tps = {name: (args.batch * seq if name == "plain" else n_tokens) / value for name, value in median.items()}

@@ -52,6 +52,29 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
+def alternate(steps, repeats, params, device):
+    """``{name: [seconds]}`` of each of ``steps`` (``{name: callable}``), run in turn ``repeats`` + 1 times.
+
+    The first round warms up allocators and caches and is not kept; each step starts with the
+    gradients of ``params`` cleared, and the clock waits for ``device``. Running the ways in turn,
+    under the same load, is what makes their ratio a fair one on a shared machine.
+    """
+    import time
+
+    seconds = {name: [] for name in steps}
+    for repeat in range(repeats + 1):
+        for name, step in steps.items():
+            for p in params:
+                p.grad = None
+            synchronize(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            if repeat:
+                seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def parse_row(label):
     """``"GLTA[use_profile=False,lr=0.01]"`` -> ``("GLTA", ["--use_profile=False", "--lr=0.01"])``."""
     match = _ROW.match(label.strip())

@@ -389,3 +389,23 @@ def test_overview_takes_plain_rows_else_the_variant_best_on_validation(tmp_path)
         rec("GLTA[a=2]", "GLTA", 0.2, 0.35),
     ]))
     assert overview_table(tmp_path).splitlines()[2:] == ["| GLTA | 0.3100 † |"]
+
+
+def test_alternate_runs_the_ways_in_turn_and_drops_the_warm_up_round():
+    import torch
+
+    from benchmarks.harness import alternate
+
+    param, calls = torch.nn.Parameter(torch.ones(1)), []
+
+    def way(name):
+        def step():
+            assert param.grad is None  # every step starts from cleared gradients
+            calls.append(name)
+            (param * 2).sum().backward()
+        return step
+
+    seconds = alternate({"a": way("a"), "b": way("b")}, 3, [param], torch.device("cpu"))
+    assert calls == ["a", "b"] * 4
+    assert {name: len(values) for name, values in seconds.items()} == {"a": 3, "b": 3}
+    assert all(value >= 0 for values in seconds.values() for value in values)
