@@ -47,6 +47,28 @@ def test_sampled_softmax_masks_a_negative_that_is_the_rows_positive():
     torch.testing.assert_close(loss, torch.stack(expected).mean())
 
 
+@pytest.mark.parametrize("n_items", [24, 50])  # fewer item rows than the rows read, or more: normalised before or after
+def test_sampled_softmax_gradients_are_those_of_the_per_row_cross_entropy(n_items):
+    """The loss's own backward (SampledSoftmaxNLL) gives what autograd gives through the per-row formula, negatives
+    drawn twice and hitting positives included."""
+    torch.manual_seed(0)
+    user_e = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    item_e = torch.randn(n_items, 8, dtype=torch.float64, requires_grad=True)
+    pos = torch.tensor([1, 2, 4, 2, 5])
+    torch.manual_seed(1)
+    loss = SoftmaxLoss(n_items=n_items, n_negatives=20, tau=0.3)(user_e, pos, None, item_e)
+    torch.manual_seed(1)
+    negatives = torch.randint(1, n_items, (20,)).tolist()
+    assert len(set(negatives)) < 20 and any(n in negatives for n in pos.tolist())
+    logits = _cosine_logits(user_e, item_e, 0.3)
+    expected = torch.stack([-torch.log_softmax(torch.cat([logits[row, positive].view(1),
+                                                          logits[row, [n for n in negatives if n != positive]]]), dim=0)[0]
+                            for row, positive in enumerate(pos.tolist())]).mean()
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(torch.autograd.grad(loss, (user_e, item_e)), torch.autograd.grad(expected, (user_e, item_e))):
+        torch.testing.assert_close(got, want)
+
+
 @pytest.fixture(scope="module")
 def ml100k_train(tmp_path_factory):
     config = Config("FastLightGCN", "ml-100k", config_dict={"state": "WARNING"})

@@ -119,12 +119,13 @@ def lightgcn_propagate(adj, ego_embeddings, n_layers):
         n_layers (int): number of propagation layers L.
 
     Returns:
-        torch.Tensor: (n_nodes, d), the mean over layers 0..L, stacked and averaged as in RecBole.
+        torch.Tensor: (n_nodes, d), the mean over layers 0..L, as RecBole's (which stacks them first).
     """
-    layers = [ego_embeddings]
+    layer, total = ego_embeddings, ego_embeddings
     for _ in range(n_layers):
-        layers.append(SparseMM.apply(adj, adj, layers[-1]))
-    return torch.mean(torch.stack(layers, dim=1), dim=1)
+        layer = SparseMM.apply(adj, adj, layer)
+        total = total + layer  # summed as they come: no stack of all layers, forward or backward
+    return total / (n_layers + 1)
 
 
 def split_users_items(all_embeddings, n_users, n_items):

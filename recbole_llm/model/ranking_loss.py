@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from recbole.model.loss import BPRLoss
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from recbole_llm.errors import ConfigValueError
 
@@ -84,16 +85,63 @@ class SoftmaxLoss(nn.Module):
             item_all_e: (n_items, d) final embeddings of every item.
         """
         user_n = F.normalize(user_e, dim=1)
-        items_n = F.normalize(item_all_e, dim=1)
         if self.full_catalogue():
-            logits = self.logits(user_n @ items_n[1:].T)  # the padding item is no candidate
+            logits = self.logits(user_n @ F.normalize(item_all_e[1:], dim=1).T)  # the padding item is no candidate
             return F.cross_entropy(logits, pos_item - 1)
         negatives = torch.randint(1, self.n_items, (self.n_negatives,), device=user_e.device)
-        pos_logit = self.logits((user_n * items_n[pos_item]).sum(dim=1, keepdim=True))
-        neg_logits = self.logits(user_n @ items_n[negatives].T)
-        neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == pos_item.unsqueeze(1), float("-inf"))
-        logits = torch.cat([pos_logit, neg_logits], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(pos_item))
+        # 1 / tau scales the batch's user rows, not the (batch x negatives) logits; the item rows are normalised
+        # before or after they are gathered, whichever is fewer rows (the same values: each row on its own).
+        user_n = self.logits(user_n)
+        if len(item_all_e) <= len(pos_item) + len(negatives):
+            items_n = F.normalize(item_all_e, dim=1)
+            pos_items, neg_items = items_n[pos_item], items_n[negatives]
+        else:
+            pos_items, neg_items = F.normalize(item_all_e[pos_item], dim=1), F.normalize(item_all_e[negatives], dim=1)
+        pos_logit = (user_n * pos_items).sum(dim=1)
+        neg_logits = user_n @ neg_items.T
+        return SampledSoftmaxNLL.apply(pos_logit, neg_logits, *collisions(pos_item, negatives))
+
+
+def collisions(pos_item, negatives):
+    """(rows, columns) of the sampled negatives that are the row's own positive, without a (batch x negatives) pass:
+    each positive is looked up among the sorted negatives."""
+    sorted_negatives, order = torch.sort(negatives)
+    low = torch.searchsorted(sorted_negatives, pos_item)
+    counts = torch.searchsorted(sorted_negatives, pos_item, right=True) - low
+    rows = torch.repeat_interleave(torch.arange(len(pos_item), device=pos_item.device), counts)
+    first = torch.repeat_interleave(low, counts)
+    within = torch.arange(len(rows), device=rows.device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    return rows, order[first + within]
+
+
+class SampledSoftmaxNLL(torch.autograd.Function):
+    """Mean over the batch of -log softmax([pos, neg])[0], the entries (rows, columns) of ``neg`` left out.
+
+    The same loss as ``F.cross_entropy`` on the positive's logit beside the negatives' with those
+    entries at -inf, in a few passes over the (batch x negatives) logits instead of a dozen: the
+    logits are exponentiated once, in place, kept for the backward, and scaled in place there.
+    """
+
+    @staticmethod
+    def forward(ctx, pos, neg, rows, columns):
+        ctx.dtype = neg.dtype
+        dtype = torch.promote_types(neg.dtype, torch.float32)  # at least float32 under autocast, as cross_entropy
+        pos, neg = pos.to(dtype), neg.to(dtype)
+        top = torch.maximum(neg.amax(dim=1), pos)
+        exp_neg = (neg - top.unsqueeze(1)).exp_()
+        exp_neg[rows, columns] = 0
+        exp_pos = (pos - top).exp()
+        total = exp_neg.sum(dim=1) + exp_pos
+        ctx.save_for_backward(exp_neg, exp_pos, total)
+        return (total.log() + top - pos).mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        exp_neg, exp_pos, total = ctx.saved_tensors
+        scale = grad / (len(total) * total)
+        grad_pos = exp_pos * scale - grad / len(total)
+        return grad_pos.to(ctx.dtype), exp_neg.mul_(scale.unsqueeze(1)).to(ctx.dtype), None, None
 
 
 def ranking_loss(config, n_items):
