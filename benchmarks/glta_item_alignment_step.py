@@ -25,12 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
 
 import recbole_llm.llm.prompt as prompt_module  # noqa: E402
-from benchmarks.harness import alternate  # noqa: E402
-from recbole_llm.config import Config  # noqa: E402
+from benchmarks.harness import alternate, timing_model  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
 
@@ -40,11 +37,7 @@ def main(argv=None):
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     args, overrides = parser.parse_known_args(argv)  # the rest: --key=value config overrides
-    config_dict = {"data_path": args.data_path} if args.data_path else {}
-    config = Config("GLTA", args.dataset, config_dict=config_dict, cmd_args=overrides)
-    init_seed(config["seed"], True)
-    train, _, _ = data_preparation(config, create_dataset(config))
-    model = GLTA(config, train._dataset).to(config["device"])
+    config, model = timing_model(GLTA, args.dataset, args.data_path, overrides)
     model.train()
     params = model.item_alignment_parameters()
     m, batch = model.item_alignment_items, config["item_alignment_batch_size"]

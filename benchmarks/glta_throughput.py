@@ -24,11 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
 
-from benchmarks.harness import alternate  # noqa: E402
-from recbole_llm.config import Config  # noqa: E402
+from benchmarks.harness import alternate, timing_model  # noqa: E402
 from recbole_llm.model.glta import GLTA  # noqa: E402
 
 
@@ -39,11 +36,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="users per step (GLTA's user_alignment_batch_size)")
     parser.add_argument("--repeats", type=int, default=7)
     args, overrides = parser.parse_known_args(argv)  # the rest: --key=value config overrides
-    config_dict = {"data_path": args.data_path} if args.data_path else {}
-    config = Config("GLTA", args.dataset, config_dict=config_dict, cmd_args=overrides)
-    init_seed(config["seed"], True)
-    train, _, _ = data_preparation(config, create_dataset(config))
-    model = GLTA(config, train._dataset).to(config["device"])
+    config, model = timing_model(GLTA, args.dataset, args.data_path, overrides)
     model.train()
     params = model.user_alignment_parameters()
     users = torch.arange(1, 1 + args.batch, device=config["device"])

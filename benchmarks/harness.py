@@ -52,6 +52,21 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
+def timing_model(model_class, dataset, data_path, overrides):
+    """``(config, model)``: ``model_class`` built as a run builds it (config with ``--key=value`` ``overrides``,
+    dataset, split, seed), on its device, for the scripts that time its steps."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_llm.config import Config
+
+    config = Config(model_class.__name__, dataset, config_dict={"data_path": data_path} if data_path else {},
+                    cmd_args=overrides)
+    init_seed(config["seed"], True)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    return config, model_class(config, train._dataset).to(config["device"])
+
+
 def alternate(steps, repeats, params, device):
     """``{name: [seconds]}`` of each of ``steps`` (``{name: callable}``), run in turn ``repeats`` + 1 times.
 
