@@ -70,9 +70,10 @@ class PromptBuilder:
     attention mask hides them. The BOS and a text segment that starts every prompt of the batch
     are its shared part (``PromptBatch.shared_length``), which ``hidden_at`` runs once; the text
     before each prompt's first soft token is its lead (``PromptBatch.text_lead``), which ``hidden_at``
-    runs without a gradient when the backbone is frozen. ``share_prefix=False`` (also settable on a built model's builder) reports no shared part, so
-    every prompt runs its full length, as a one-pass forward does: the states are the same up to
-    float rounding, and ``benchmarks/glta_throughput.py`` times both ways. The default, ``"auto"``,
+    runs without a gradient when the backbone is frozen. ``share_prefix=False`` (also settable on a
+    built model's builder) reports neither, so every prompt runs its full length, as a one-pass
+    forward does: the states are the same up to float rounding, and ``benchmarks/glta_throughput.py``
+    and ``benchmarks/glta_item_alignment_step.py`` time the ways. The default, ``"auto"``,
     shares on a CPU only: there the shared part's compute is what a step saves, while on a GPU the
     second pass's kernel launches cost more than the few rows it saves (``results/gpu_paper_shape.md``).
     """
@@ -122,10 +123,10 @@ class PromptBuilder:
 
         indices, named, lead = [], [], []
         for prompt in prompts:
-            index, slots = list(range(len(self.prefix_ids))), {}
+            index, slots, first_soft = list(range(len(self.prefix_ids))), {}, None
             for segment in prompt:
-                if not isinstance(segment, str) and len(lead) == len(indices):
-                    lead.append(len(index))  # the first soft segment of this prompt
+                if first_soft is None and not isinstance(segment, str):
+                    first_soft = len(index)
                 if isinstance(segment, str):
                     start, length = text_offset[segment], len(self._token_ids[segment])
                 else:
@@ -135,8 +136,7 @@ class PromptBuilder:
                     if segment.name is not None:
                         slots.setdefault(segment.name, []).extend(range(len(index), len(index) + length))
                 index.extend(range(start, start + length))
-            if len(lead) == len(indices):
-                lead.append(len(index))  # no soft segment: all of it is text
+            lead.append(len(index) if first_soft is None else first_soft)  # all of it where no soft segment
             indices.append(index)
             named.append(slots)
         rows.append(weight.new_zeros(1, weight.shape[1]))
@@ -259,8 +259,7 @@ def _hidden_with_shared_part_once(model: nn.Module, batch: PromptBatch, cache_ke
     """
     shared, (size, length) = batch.shared_length, batch.attention_mask.shape
     steps = torch.arange(length, device=batch.attention_mask.device)
-    # Padding before prompt b (left padding) is its first real position; right padding gives 0.
-    offset = (batch.attention_mask == 0).long().cumprod(dim=1).sum(dim=1, keepdim=True)
+    offset = _padding_before(batch.attention_mask)
     before = steps < offset
     # The rest of prompt b, keeping its padding in place: position j < offset is padding, and
     # position j >= offset holds what was at j + shared.
@@ -319,10 +318,10 @@ def _hidden_with_text_lead_ungraded(model: nn.Module, batch: PromptBatch, cache_
     the one-pass forward's up to float rounding, and so does every gradient that reaches a soft token.
     """
     mask = batch.attention_mask
-    (size, length), device = mask.shape, mask.device
+    length, device = mask.shape[1], mask.device
     lead = torch.tensor(batch.text_lead, device=device).unsqueeze(1)
     real = mask.sum(dim=1, keepdim=True)
-    offset = (mask == 0).long().cumprod(dim=1).sum(dim=1, keepdim=True)  # left padding; 0 under right padding
+    offset = _padding_before(mask)
     lead_len, rest_len = int(lead.max()), max(int((real - lead).max()), 1)
 
     # The leads, left-padded to lead_len: column j holds real token j - (lead_len - lead_b).
@@ -355,6 +354,11 @@ def _hidden_with_text_lead_ungraded(model: nn.Module, batch: PromptBatch, cache_
     back = torch.where((token >= 0) & (token < real), back, 0)
     states = torch.cat([first.last_hidden_state, rest], dim=1)
     return states.gather(1, _rows(back, states))
+
+
+def _padding_before(mask: Tensor) -> Tensor:
+    """[B, 1]: the padding before each prompt's first real token (its left padding; 0 under right padding)."""
+    return (mask == 0).long().cumprod(dim=1).sum(dim=1, keepdim=True)
 
 
 def _rows(index: Tensor, values: Tensor) -> Tensor:
