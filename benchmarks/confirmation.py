@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.compare import compare, paired, per_user_runs  # noqa: E402
-from benchmarks.report import LANGUAGE_MODELS, MODEL_ALIASES, is_default_row  # noqa: E402
+from benchmarks.compare import bootstrap_means, compare, paired, per_user_runs  # noqa: E402
+from benchmarks.report import MODEL_ALIASES, is_default_row  # noqa: E402
 
 CONFIRMATION_SEEDS = (2023, 2024)
 METRIC = "ndcg@10"
@@ -62,13 +62,17 @@ def _on_seeds(records, label, seeds, key="per_user"):
 
 def _pick(records, model, seeds, default):
     """The row of ``model`` that counts (a default row where ``default``): among those with a per-user file on a
-    confirmation seed, one with every seed first, then the highest mean validation score over those seeds."""
-    labels = [label for label in dict.fromkeys(r["label"] for r in records if model_of(r) == model)
-              if (not default or is_default_row(label, model)) and _on_seeds(records, label, seeds)]
+    confirmation seed, one with every seed first, then the highest mean validation score over those seeds. The
+    records say which seeds have a file; none is read here."""
+    with_file = {}
+    for r in records:
+        if model_of(r) == model and r["seed"] in seeds and r.get("per_user"):
+            with_file.setdefault(r["label"], set()).add(r["seed"])
+    labels = [label for label in with_file if not default or is_default_row(label, model)]
 
     def rank(label):
         values = [r["valid"].get(METRIC, float("-inf")) for r in records if r["label"] == label and r["seed"] in seeds]
-        return set(seeds) <= set(_on_seeds(records, label, seeds)), float(np.mean(values)) if values else float("-inf")
+        return set(seeds) <= with_file[label], float(np.mean(values)) if values else float("-inf")
     return max(labels, key=rank, default=None)
 
 
@@ -79,13 +83,8 @@ def _lacking(runs, seeds):
 def ratio_interval(a, b, resamples=10_000, seed=0):
     """mean(a) / mean(b) and its 95% bootstrap interval, users resampled with replacement (the same draws for both)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // len(a))
-    ratios = []
-    for start in range(0, resamples, chunk):
-        idx = rng.integers(0, len(a), size=(min(chunk, resamples - start), len(a)))
-        ratios.append(a[idx].mean(axis=1) / b[idx].mean(axis=1))
-    low, high = np.percentile(np.concatenate(ratios), [2.5, 97.5])
+    means_a, means_b = bootstrap_means([a, b], resamples, seed)
+    low, high = np.percentile(means_a / means_b, [2.5, 97.5])
     return float(a.mean() / b.mean()), float(low), float(high)
 
 
