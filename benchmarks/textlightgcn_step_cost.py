@@ -93,6 +93,14 @@ def softmax_ops_loss(loss, user_e, pos_item, neg_item, item_all_e):
     return F.cross_entropy(torch.cat([pos_logit, neg_logits], dim=1), torch.zeros_like(pos_item))
 
 
+def stacked_propagate(adj, ego_embeddings, n_layers):
+    """``lightgcn_propagate`` as it was: every layer kept, stacked, then averaged."""
+    layers = [ego_embeddings]
+    for _ in range(n_layers):
+        layers.append(SparseMM.apply(adj, adj, layers[-1]))
+    return torch.mean(torch.stack(layers, dim=1), dim=1)
+
+
 class SoftmaxOps(TextLightGCN):
     """TextLightGCN with the sampled softmax and the layer mean as they were (``softmax_ops_loss``, a stack)."""
 
@@ -101,12 +109,7 @@ class SoftmaxOps(TextLightGCN):
         self.mf_loss.forward = functools.partial(softmax_ops_loss, self.mf_loss)
 
     def towers(self, layer0=None):
-        layer0 = self.all_layer0() if layer0 is None else layer0
-        layers = [layer0]
-        for _ in range(self.n_layers):
-            layers.append(SparseMM.apply(self.norm_adj_matrix, self.norm_adj_matrix, layers[-1]))
-        propagated = torch.mean(torch.stack(layers, dim=1), dim=1)
-        with patch.object(textlightgcn, "lightgcn_propagate", lambda *args: propagated):
+        with patch.object(textlightgcn, "lightgcn_propagate", stacked_propagate):
             return super().towers(layer0)
 
 
