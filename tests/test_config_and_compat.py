@@ -144,8 +144,8 @@ def test_a_properties_path_reads_the_packaged_file_from_any_folder(tmp_path, mon
     assert Config("GLTA", "ml-100k", config_file_list=["properties/glta-paper.yaml"])["lm_holdout_ratio"] == 0.2
 
 
-def test_glta_prompts_show_40_history_items_by_default_and_20_on_the_papers_path():
-    assert Config("GLTA", "ml-100k")["max_history"] == 40
+def test_glta_prompts_show_20_history_items_by_default_and_on_the_papers_path():
+    assert Config("GLTA", "ml-100k")["max_history"] == 20
     assert Config("GLTA", "ml-100k", config_file_list=["properties/glta-paper.yaml"])["max_history"] == 20
     # The GPU file, read after the paper file, sets its own.
     gpu = Config("GLTA", "ml-100k", config_file_list=["properties/glta-paper.yaml", "properties/glta-paper-gpu.yaml"])

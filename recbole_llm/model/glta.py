@@ -31,9 +31,8 @@ run on the default CPU backbone, ranked below the LightGCN it starts from; resul
   its prompt history is the user's other training items (``model/graph_stage.py``).
 - ``id_control``: the id control, GLTA with text removed everywhere: stage 1 on IDs, no stage 2 (it
   reads descriptions), no profile or prediction texts.
-- ``max_history: 40``: prompts show up to 40 training items (the paper states no number; its path
-  here keeps 20). With the residual fusion the longer history is what ranks above stage 1
-  (benchmarks/notes/ml-100k.md).
+- ``max_history: 20``: prompts show up to 20 training items (the paper states no number). 40 items
+  validated no better on the text-aware defaults, for more seconds an epoch (benchmarks/notes/ml-100k.md).
 
 Switches measured as no better were removed (item text in the item tokens, stage 3 training the
 item side, history items in words, an MLP projector, a LoRA rate of its own, a normalised head
