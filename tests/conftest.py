@@ -160,9 +160,10 @@ GALREC_BEFORE = {"graph_model": "FastLightGCN", "graph_loss": "bpr", "id_tower":
 
 
 # GLTA's defaults before the text-aware stage 1 (properties/model/GLTA.yaml): the papers' stage 1 (IDs, BPR), every
-# user in each stage-3 epoch, the test without the validation items. Tests of those mechanisms pin them.
+# user in each stage-3 epoch, the test without the validation items, 40 history items. Tests of those mechanisms
+# pin them.
 GLTA_BEFORE = {"graph_model": "FastLightGCN", "graph_loss": "bpr", "id_tower": 0.0, "id_tower_users": "id",
-               "graph_eval_step": None, "users_per_epoch": None, "fold_in_valid": False}
+               "graph_eval_step": None, "users_per_epoch": None, "fold_in_valid": False, "max_history": 40}
 
 # Each model's defaults before the text-aware ones, by RecBole model name.
 BEFORE = {"GLTA": GLTA_BEFORE, "GALRec": GALREC_BEFORE}
