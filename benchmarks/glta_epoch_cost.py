@@ -8,8 +8,9 @@ dataset. All variants are built first (the resident memory each adds is its foot
 backbone, the graphs, the holdout bookkeeping); then their stage-3 epochs (``user_alignment_loss``,
 backward and an AdamW step on every batch of ``lm_users``, as ``GLTATrainer`` runs them) alternate,
 so that the machine's drift touches every variant alike, and the medians are compared. Stage 1 is
-not trained: an epoch costs the same with any graph embeddings. Validation is not included: its
-cost is one full ranking, the same for every variant.
+not trained: an epoch costs the same with any graph embeddings. ``--score`` also times, after each
+epoch, the fused scores of every user over all items without a gradient (what a validation pass runs,
+less RecBole's metric bookkeeping), for variants whose scoring differs (``llm_dtype``, the history).
 """
 
 import argparse
@@ -33,6 +34,7 @@ def main(argv=None):
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--variant", action="append", required=True, help="name=key=value,key=value")
+    parser.add_argument("--score", action="store_true", help="also time scoring every user (a validation pass)")
     args = parser.parse_args(argv)
     process = psutil.Process()
     variants = {}
@@ -44,7 +46,8 @@ def main(argv=None):
         model.train()
         optimizer = torch.optim.AdamW(model.user_alignment_parameters(), lr=config["user_alignment_lr"])
         footprint = (process.memory_info().rss - before) / 2 ** 20
-        variants[name] = dict(model=model, optimizer=optimizer, config=config, footprint_mb=footprint, seconds=[])
+        variants[name] = dict(model=model, optimizer=optimizer, config=config, footprint_mb=footprint, seconds=[],
+                              score_seconds=[])
 
     for _ in range(args.epochs):
         for name, v in variants.items():
@@ -56,17 +59,39 @@ def main(argv=None):
                 model.user_alignment_loss({model.USER_ID: users[first:first + batch]}).backward()
                 optimizer.step()
             v["seconds"].append(time.perf_counter() - start)
+            if args.score:
+                v["score_seconds"].append(score_every_user(model, max(1, v["config"]["eval_batch_size"] // model.n_items)))
 
     names = list(variants)
     base = statistics.median(variants[names[0]]["seconds"])
     print_header("glta_epoch_cost.py", argv if argv is not None else sys.argv[1:], args.dataset)
-    print(f"| variant | overrides | users per epoch | stage-3 s/epoch (median of {args.epochs}) | ratio to {names[0]} | "
-          "resident memory the model adds |")
-    print("|---|---|---|---|---|---|")
+    score_base = statistics.median(variants[names[0]]["score_seconds"]) if args.score else None
+    scored = f" scoring every user, s (median) | ratio to {names[0]} |" if args.score else ""
+    print(f"| variant | overrides | users per epoch | stage-3 s/epoch (median of {args.epochs}) | ratio to {names[0]} |"
+          f"{scored} resident memory the model adds |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.score else ""))
     for text, (name, v) in zip(args.variant, variants.items()):
         median = statistics.median(v["seconds"])
+        score = ""
+        if args.score:
+            score_median = statistics.median(v["score_seconds"])
+            score = f" {score_median:.1f} | {score_median / score_base:.2f} |"
         print(f"| {name} | {text.partition('=')[2] or 'defaults'} | {len(v['model'].lm_users)} | {median:.1f} | "
-              f"{median / base:.2f} | {v['footprint_mb']:.0f} MB |")
+              f"{median / base:.2f} |{score} {v['footprint_mb']:.0f} MB |")
+
+
+@torch.no_grad()
+def score_every_user(model, batch_size):
+    """Seconds to score every user over all items, in eval mode, ``batch_size`` users at a time (as RecBole's
+    full-sort evaluation batches them: ``eval_batch_size // n_items``)."""
+    model.eval()
+    users = torch.arange(1, model.n_users)
+    start = time.perf_counter()
+    for first in range(0, len(users), batch_size):
+        model.full_sort_predict({model.USER_ID: users[first:first + batch_size]})
+    seconds = time.perf_counter() - start
+    model.train()
+    return seconds
 
 
 if __name__ == "__main__":
