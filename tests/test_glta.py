@@ -258,6 +258,20 @@ def test_the_stage_3_loss_reaches_the_fusion_gate_first(base, tmp_path):
     assert torch.isfinite(loss) and model.score_fusion.gate.grad.abs() > 0
 
 
+def test_stage_1_ranking_before_stage_3_is_validated_without_the_lm(base, tmp_path, monkeypatch):
+    """The check before stage 3's first epoch scores by stage 1 alone; with the gate at 0 the fused scores
+    are the same, so its validation equals the full model's, and no LM forward runs for it."""
+    _, model, trainer, _, valid, _ = build({**base, "checkpoint_dir": str(tmp_path)})
+    model.eval()
+    full_score, full_result = trainer._valid_epoch(valid)  # the fused model, LM forward included
+    calls = []
+    real = model.lm_logits
+    monkeypatch.setattr(model, "lm_logits", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    trainer._validate_start(valid, saved=False, show_progress=False)
+    assert not calls and model.fusion_weights()["gate"] == 0
+    assert trainer.best_valid_score == full_score and dict(trainer.best_valid_result) == dict(full_result)
+
+
 def test_on_ordered_data_prompts_show_the_latest_items_and_targets_come_next(base, tmp_path):
     ordered = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
     _, model, _, train, valid, test = build({**base, "checkpoint_dir": str(tmp_path), "eval_args": ordered,

@@ -378,8 +378,11 @@ class GraphStageTrainer(RunState, Trainer):
 
     def _validate_start(self, valid_data, saved, show_progress):
         """Validate before the last stage's first epoch: with the fusion's gate at 0 this is stage 1's ranking,
-        which so becomes the best checkpoint unless a language-model epoch beats it on validation."""
-        valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        which so becomes the best checkpoint unless a language-model epoch beats it on validation. It is
+        scored by stage 1 alone: the fused scores are then 1 x stage 1's + 0 x the LM's, the same numbers, and
+        the LM's forward over every validation user would cost as much as a validation epoch."""
+        with self.model.scoring_stage1_alone():
+            valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
         self.best_valid_score, self.best_valid_result = valid_score, valid_result
         self.logger.info(f"{self.STAGES[-1]} before its first epoch (stage 1's ranking): valid {dict(valid_result)}")
         if saved:
