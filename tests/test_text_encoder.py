@@ -123,4 +123,6 @@ def test_timing_report_puts_both_encoders_side_by_side():
               "runs": [{**run, "encoder": "minilm", "total_s": 6.0}, {**run, "encoder": "backbone", "total_s": 66.0}]}
     text = markdown(record)
     assert "| minilm | 8 | 3 | 2.0 | 2 | 3.0 | 1.0 | 6.0 | 100 |" in text
-    assert "takes 11.00 times as long as MiniLM's (66.0 s against 6.0 s)" in text and "python x" in text
+    assert "takes 11.000 times as long as MiniLM's (66.0 s against 6.0 s)" in text and "python x" in text
+    record["runs"][1]["total_s"] = 59.98
+    assert "takes 9.997 times" in markdown(record)
