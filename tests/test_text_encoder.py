@@ -126,3 +126,19 @@ def test_timing_report_puts_both_encoders_side_by_side():
     assert "takes 11.000 times as long as MiniLM's (66.0 s against 6.0 s)" in text and "python x" in text
     record["runs"][1]["total_s"] = 59.98
     assert "takes 9.997 times" in markdown(record)
+
+
+def test_timing_report_takes_the_median_round():
+    from benchmarks.text_encoder_time import markdown
+
+    run = {"dimension": 8, "item_texts": 3, "user_texts": 2, "load_s": 1.0, "item_s": 2.0, "user_s": 3.0,
+           "peak_rss_mb": 100.0}
+    seconds = [(1, "minilm", 10.0), (1, "backbone", 89.0), (2, "backbone", 110.0), (2, "minilm", 10.0),
+               (3, "minilm", 12.0), (3, "backbone", 126.0)]
+    record = {"dataset": "ml-100k", "protocol": "p.yaml", "model": "LightGCNPlus", "command": "python x",
+              "device": "cpu", "versions": {"torch": "2"},
+              "runs": [{**run, "round": k, "encoder": e, "total_s": t} for k, e, t in seconds]}
+    text = markdown(record)
+    assert "| 2 | backbone | 8 | 3 | 2.0 | 2 | 3.0 | 1.0 | 110.0 | 100 |" in text
+    assert "per round: 8.900, 11.000, 10.500." in text
+    assert "takes 10.500 times as long as its MiniLM run (median seconds: 110.0 against 10.0)" in text
