@@ -39,8 +39,8 @@ from recbole_llm.helpers import atomic_write_text  # noqa: E402
 ENCODERS = ("minilm", "backbone")
 
 
-def measure(encoder, dataset, protocol, model):
-    """One encoder's first run in this process: seconds to load it, to embed the item and the user texts."""
+def first_run_texts(encoder, dataset, protocol, model):
+    """(config, item texts, user texts) that a first ``model`` run embeds: the protocol's training split."""
     from recbole.data import create_dataset, data_preparation
 
     from recbole_llm.config import Config
@@ -52,6 +52,15 @@ def measure(encoder, dataset, protocol, model):
     train, _, _ = data_preparation(config, create_dataset(config))
     items = item_descriptions(train._dataset)
     users = text_embedding.user_profile_texts(train._dataset, items, option(config, "user_text_items", 10))
+    return config, items, users
+
+
+def measure(encoder, dataset, protocol, model):
+    """One encoder's first run in this process: seconds to load it, to embed the item and the user texts."""
+    from recbole_llm.data import text_embedding
+    from recbole_llm.helpers import option
+
+    config, items, users = first_run_texts(encoder, dataset, protocol, model)
     began = time.perf_counter()
     loaded = text_embedding.load_text_encoder(config)
     loaded_at = time.perf_counter()

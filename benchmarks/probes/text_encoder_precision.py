@@ -28,17 +28,11 @@ def main():
     parser.add_argument("--items", type=int, default=200)
     args = parser.parse_args()
 
-    from recbole.data import create_dataset, data_preparation
-
-    from recbole_llm.config import Config
+    from benchmarks.text_encoder_time import first_run_texts
     from recbole_llm.data import text_embedding
-    from recbole_llm.data.item_text import item_descriptions
 
     protocol = str(ROOT / "recbole_llm/properties/benchmark/ml-100k.yaml")
-    config = Config("LightGCNPlus", "ml-100k", config_file_list=[protocol], config_dict={"state": "WARNING"})
-    train, _, _ = data_preparation(config, create_dataset(config))
-    items = item_descriptions(train._dataset)
-    users = text_embedding.user_profile_texts(train._dataset, items, 10)
+    config, items, users = first_run_texts("minilm", "ml-100k", protocol, "LightGCNPlus")
     texts = [t for t in users if t][: args.users] + [t for t in items if t][: args.items]
     print(f"ml-100k: {args.users} user texts and {args.items} item texts, {torch.get_num_threads()} torch threads")
 
