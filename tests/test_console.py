@@ -1,5 +1,6 @@
 """A plain run's console: no warnings of other libraries a user cannot act on, results as plain numbers."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,4 +45,6 @@ def test_text_embeddings_show_one_bar_and_one_closing_line(tiny_llm_path, capsys
         embed_texts(texts, {"llm_path": tiny_llm_path, "show_progress": True}, batch_size=2)
     bar = capsys.readouterr().err
     assert "Text embeddings" in bar and "3/3" in bar and "text/s" in bar  # count, rate and ETA of tqdm
-    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Embedded")] == ["Embedded 3 texts with backbone in 0 s"]
+    closing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Embedded")]
+    # The seconds depend on the machine's load (a busy core reads "in 1 s"), so only their form is checked.
+    assert len(closing) == 1 and re.fullmatch(r"Embedded 3 texts with backbone in \d+ s", closing[0]), closing
