@@ -3,6 +3,7 @@
     python benchmarks/compare.py --dataset ml-100k GLTA EASE
     python benchmarks/compare.py --dataset ml-1m --name ml-1m-tmdb "TextLightGCN[...]" EASE
     python benchmarks/compare.py --dataset amazon-beauty GALRec stage1:GALRec
+    python benchmarks/compare.py --dataset amazon-beauty --seeds 2024 GLTA EASE
 
 reads both rows' per-user files (``per_user`` in each record of ``results/<dataset>.json``, written
 by the harness from RecBole's evaluator) and prints, for each metric, the mean of A and of B, the
@@ -13,8 +14,9 @@ records of LABEL (their ``graph_per_user`` files), so a row can be set against i
 The unit is the user. A seed redraws the split (and the model's initialisation), so one user's
 figures under different seeds are not independent draws: each user's difference is first averaged
 over the seeds both rows ran (with a per-user file), then the interval and the tests are taken over
-those per-user differences. A user counts where both rows have it in every shared seed. The
-bootstrap resamples users with replacement (``--resamples``, seeded by ``--bootstrap-seed``).
+those per-user differences. A user counts where both rows have it in every shared seed. ``--seeds``
+keeps only the seeds it names (one seed's figures before the others have run). The bootstrap
+resamples users with replacement (``--resamples``, seeded by ``--bootstrap-seed``).
 """
 
 import argparse
@@ -115,9 +117,15 @@ def main(argv=None):
     parser.add_argument("--results", default=str(ROOT / "results"), help="folder of <dataset>.json")
     parser.add_argument("--name", default=None,
                         help="the store's file stem where benchmarks/run.py was given --name (e.g. ml-1m-tmdb)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds to pair over (default: every seed both rows ran)")
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        seeds_kept = None if args.seeds is None else {int(seed) for seed in args.seeds.split(",")}
+    except ValueError:
+        parser.error(f"--seeds={args.seeds!r} is not a comma-separated list of integer seeds (e.g. --seeds 2023,2024)")
     store = Path(args.results) / f"{args.name or args.dataset}.json"
     if not store.is_file():
         parser.error(f"no records for {args.dataset}: {store} does not exist"
@@ -134,6 +142,8 @@ def main(argv=None):
                          "GAL-Rec's records have one, when their stage 1 was evaluated alone" if key == "graph_per_user"
                          else f"row {label!r} has no per-user file on any seed: run it again through benchmarks/run.py "
                          "(with --replace) so its records name one")
+    if seeds_kept is not None:
+        runs = {label: {seed: run for seed, run in by_seed.items() if seed in seeds_kept} for label, by_seed in runs.items()}
     try:
         seeds, results = compare(runs[args.label_a], runs[args.label_b], resamples=args.resamples, seed=args.bootstrap_seed)
     except CompareError as e:

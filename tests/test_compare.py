@@ -177,3 +177,23 @@ def test_old_records_get_todays_fields_once(tmp_path):
     assert "control" not in once[2]  # a model without an id control: its record is left as it was
     assert once[0]["graph_per_user"] == "per_user/x-stage1.csv.gz" and not any("per_user_stage1" in r for r in once)
     assert main([str(store)]) == 0 and RecordStore(store).records == once
+
+
+def test_cli_pairs_over_the_seeds_named(store, capsys, monkeypatch):
+    folder, records = store
+    monkeypatch.setattr(compare, "ROOT", folder)
+    assert compare.main(["--dataset", "toy", "--results", str(folder), "A", "B", "--seeds", "2",
+                         "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    # Seed 2 alone: B lacks u0 there, and each user's figure is that seed's, not a mean over seeds 1-2.
+    assert "A (A) against B (B): 59 users, per-user means over seeds 2" in out
+    runs_a = {2: compare.per_user_runs(records, "A", root=folder)[2]}
+    runs_b = {2: compare.per_user_runs(records, "B", root=folder)[2]}
+    _, _, a, b = compare.paired(runs_a, runs_b, "ndcg@10")
+    assert f"| ndcg@10 | {a.mean():.4f} | {b.mean():.4f} | {a.mean() - b.mean():+.4f} |" in out
+    with pytest.raises(SystemExit):  # A never ran seed 3
+        compare.main(["--dataset", "toy", "--results", str(folder), "A", "B", "--seeds", "3"])
+    assert "share no seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare.main(["--dataset", "toy", "--results", str(folder), "A", "B", "--seeds", "two"])
+    assert "is not a comma-separated list of integer seeds" in capsys.readouterr().err
